@@ -1,0 +1,1 @@
+//! containerd-rs: see ARCHITECTURE.md.

@@ -1,0 +1,1 @@
+//! runc-rs: see ARCHITECTURE.md.

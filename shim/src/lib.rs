@@ -1,0 +1,1 @@
+//! containerd-shim-rs: see ARCHITECTURE.md.

@@ -1,0 +1,4 @@
+//! A static probe that runs inside a container and reports what it sees as JSON.
+fn main() {
+    println!("{{}}");
+}

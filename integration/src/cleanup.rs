@@ -82,17 +82,30 @@ pub fn unmount_all(root: &Path) -> bool {
     mounts_under(root).is_empty()
 }
 
-/// The cgroup dirs named `name` directly under each mounted hierarchy.
+/// The cgroup dirs named `name` in each mounted v1/v2 hierarchy: at its top, and under the
+/// cgroup this process is in there (where a runtime puts a relative cgroups path).
 pub fn cgroup_dirs(name: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
+    let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
     let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
         return out;
     };
     for e in entries.flatten() {
-        let d = e.path().join(name);
-        if d.is_dir() {
-            out.push(d);
+        let hierarchy = e.path();
+        let mut candidates = vec![hierarchy.join(name)];
+        let ctrl = e.file_name().to_string_lossy().into_owned();
+        for line in own.lines() {
+            let mut f = line.splitn(3, ':');
+            let (_, ctrls, path) = (f.next(), f.next().unwrap_or(""), f.next().unwrap_or("/"));
+            let matches = ctrls
+                .split(',')
+                .any(|c| c == ctrl || c == format!("name={ctrl}"))
+                || (ctrls.is_empty() && ctrl == "unified");
+            if matches && path != "/" {
+                candidates.push(hierarchy.join(path.trim_start_matches('/')).join(name));
+            }
         }
+        out.extend(candidates.into_iter().filter(|d| d.is_dir()));
     }
     out
 }

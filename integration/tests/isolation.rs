@@ -10,8 +10,8 @@ fn command_is_pid_1_and_hostname_is_short_id() {
         s.docker_ok(&["run", "--rm", "busybox", "sh", "-c", "echo $$"]),
         "1"
     );
-    let host = s.docker_ok(&["run", "--name", "h", "busybox", "hostname"]);
-    let id = s.inspect("h")["Id"]
+    let host = s.docker_ok(&["run", "--name", "hn", "busybox", "hostname"]);
+    let id = s.inspect("hn")["Id"]
         .as_str()
         .unwrap_or_default()
         .to_string();
@@ -117,8 +117,9 @@ fn container_runs_in_cgroup_under_parent() {
                 .is_some_and(|c| c.split(',').any(|c| c == "memory"))
         })
         .unwrap_or_else(|| panic!("no memory line in {cgroups}"));
-    assert!(memory.ends_with(&want), "{memory} ends with {want}");
-    let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{want}/cgroup.procs"))
+    let path = memory.splitn(3, ':').nth(2).unwrap_or_default();
+    assert_eq!(path, want, "cgroupsPath is /<cgroup-parent>/<id>");
+    let procs = std::fs::read_to_string(format!("/sys/fs/cgroup/memory{path}/cgroup.procs"))
         .unwrap_or_default();
     assert!(
         procs.lines().any(|l| l.trim() == init.to_string()),

@@ -25,7 +25,7 @@ use rand::Rng;
 
 pub use cmd::describe;
 
-/// The Docker CLI the tests drive.
+/// The Docker CLI the tests drive by default (CLI 28.2 on CI).
 pub const DOCKER: &str = "/usr/local/bin/docker";
 /// The containerd client from Debian's containerd package.
 pub const CTR: &str = "/usr/bin/ctr";
@@ -88,6 +88,18 @@ pub fn busybox_fixture() -> &'static (PathBuf, fixtures::BuiltImage) {
             .unwrap_or_else(|e| panic!("build busybox fixture {}: {e:?}", path.display()));
         (path, image)
     })
+}
+
+/// The Docker CLI: `$DOCKER_CLI`, else [`DOCKER`] when present, else `docker` on PATH
+/// (Debian's docker.io CLI).
+pub fn docker_cli() -> PathBuf {
+    if let Some(p) = std::env::var_os("DOCKER_CLI") {
+        return PathBuf::from(p);
+    }
+    if Path::new(DOCKER).is_file() {
+        return PathBuf::from(DOCKER);
+    }
+    PathBuf::from("docker")
 }
 
 /// Polls `f` every 50 ms until it returns true or `timeout` passes.
@@ -345,7 +357,7 @@ impl Stack {
 
     /// Runs the Docker CLI against this stack (private DOCKER_CONFIG), with a 120 s deadline.
     pub fn docker(&self, args: &[&str]) -> Output {
-        let mut cmd = Command::new(DOCKER);
+        let mut cmd = Command::new(docker_cli());
         cmd.args(args)
             .env(
                 "DOCKER_HOST",

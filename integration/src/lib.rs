@@ -34,6 +34,18 @@ pub const TASK_DIR: &str = "io.containerd.runtime.v2.task";
 const STARTUP: Duration = Duration::from_secs(30);
 const CLIENT_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// Which binaries a [`Stack`] runs; the default is ours for every layer.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Run this containerd instead of containerd-rs (e.g. Debian's `/usr/bin/containerd`,
+    /// which gets a config disabling its CRI plugin and `--log-level debug` instead of `-D`).
+    pub containerd_bin: Option<PathBuf>,
+    /// Extra flags for containerd-rs (e.g. `--runtime-binary /usr/sbin/runc`).
+    pub containerd_args: Vec<String>,
+    /// Do not load the busybox image.
+    pub no_image: bool,
+}
+
 /// A private engine-api + containerd-rs pair.
 pub struct Stack {
     /// `/tmp/it-<random>`.
@@ -42,6 +54,7 @@ pub struct Stack {
     pub suffix: String,
     /// Directory holding the four binaries.
     pub bin_dir: PathBuf,
+    options: Options,
     containerd: Option<Child>,
     engine: Option<Child>,
 }
@@ -127,14 +140,19 @@ fn random_suffix() -> String {
 impl Stack {
     /// Starts both daemons and loads `busybox:latest`.
     pub fn start() -> Stack {
-        let stack = Stack::start_empty();
-        let out = stack.docker(&["load", "-i", &busybox_tar().to_string_lossy()]);
-        assert!(out.status.success(), "docker load: {}", describe(&out));
-        stack
+        Stack::start_with(Options::default())
     }
 
     /// Starts both daemons with no image loaded.
     pub fn start_empty() -> Stack {
+        Stack::start_with(Options {
+            no_image: true,
+            ..Options::default()
+        })
+    }
+
+    /// Starts a stack with some layers swapped for other binaries.
+    pub fn start_with(options: Options) -> Stack {
         let (suffix, root) = loop {
             let s = random_suffix();
             let root = PathBuf::from(format!("/tmp/it-{s}"));
@@ -146,6 +164,7 @@ impl Stack {
             root,
             suffix,
             bin_dir: bin_dir(),
+            options,
             containerd: None,
             engine: None,
         };
@@ -167,6 +186,10 @@ impl Stack {
         }
         stack.start_containerd();
         stack.start_engine();
+        if !stack.options.no_image {
+            let out = stack.docker(&["load", "-i", &busybox_tar().to_string_lossy()]);
+            assert!(out.status.success(), "docker load: {}", describe(&out));
+        }
         stack
     }
 
@@ -221,11 +244,11 @@ impl Stack {
             .unwrap_or_else(|e| panic!("open log {name}: {e}"))
     }
 
-    fn daemon(&self, bin: &str, args: &[String], log: &str) -> Child {
+    fn daemon(&self, bin: &Path, args: &[String], log: &str) -> Child {
         let path = std::env::var("PATH").unwrap_or_default();
         let log_out = self.log_file(log);
         let log_err = log_out.try_clone().expect("dup log fd");
-        Command::new(self.bin(bin))
+        Command::new(bin)
             .args(args)
             .env("PATH", format!("{}:{path}", self.bin_dir.display()))
             .env("RUST_BACKTRACE", "1")
@@ -233,7 +256,7 @@ impl Stack {
             .stdout(log_out)
             .stderr(log_err)
             .spawn()
-            .unwrap_or_else(|e| panic!("spawn {bin}: {e}"))
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()))
     }
 
     /// Starts containerd-rs (same flags every time) and waits for its socket to accept.
@@ -241,16 +264,33 @@ impl Stack {
         assert!(self.containerd.is_none(), "containerd-rs already running");
         let _ = std::fs::remove_file(self.containerd_sock());
         let r = |p: &str| self.root.join(p).to_string_lossy().into_owned();
-        let args = vec![
+        let mut args = vec![
             "--address".to_string(),
             r("c.sock"),
             "--root".to_string(),
             r("cd"),
             "--state".to_string(),
             r("cs"),
-            "-D".to_string(),
         ];
-        let child = self.daemon("containerd-rs", &args, "containerd.log");
+        if self.options.containerd_bin.is_some() {
+            let config = self.root.join("containerd.toml");
+            std::fs::write(
+                &config,
+                "version = 2\ndisabled_plugins = [\"io.containerd.grpc.v1.cri\"]\n",
+            )
+            .unwrap_or_else(|e| panic!("write {}: {e}", config.display()));
+            args.extend(["--config".to_string(), r("containerd.toml")]);
+            args.push("--log-level=debug".to_string());
+        } else {
+            args.push("-D".to_string());
+        }
+        args.extend(self.options.containerd_args.iter().cloned());
+        let bin = self
+            .options
+            .containerd_bin
+            .clone()
+            .unwrap_or_else(|| self.bin("containerd-rs"));
+        let child = self.daemon(&bin, &args, "containerd.log");
         self.containerd = Some(child);
         let sock = self.containerd_sock();
         self.wait_ready("containerd-rs", |_| UnixStream::connect(&sock).is_ok());
@@ -274,7 +314,7 @@ impl Stack {
             self.cgroup_parent(),
             "-D".to_string(),
         ];
-        let child = self.daemon("engine-api", &args, "engine.log");
+        let child = self.daemon(&self.bin("engine-api"), &args, "engine.log");
         self.engine = Some(child);
         let sock = self.engine_sock();
         self.wait_ready("engine-api", |_| {

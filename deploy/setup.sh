@@ -96,11 +96,17 @@ log "installed $DAEMONS mkimage in $BIN"
 
 # 6. Start.
 mkdir -p /run/containerd-rs /var/lib/containerd-rs /var/lib/engine-api /run/engine-api
+DEAD=0
 wait_for() { # wait_for <seconds> <command...>
   local t=$1 i; shift
-  for i in $(seq $((t * 10))); do "$@" >/dev/null 2>&1 && return 0; sleep 0.1; done
+  for i in $(seq $((t * 10))); do
+    if "$@" >/dev/null 2>&1; then [ "$DEAD" = 0 ]; return; fi
+    sleep 0.1
+  done
   return 1
 }
+# up_and <pid> <command...>: fails at once (ending wait_for) when the daemon has died.
+up_and() { local pid=$1; shift; kill -0 "$pid" 2>/dev/null || { DEAD=1; return 0; }; "$@"; }
 ping_engine() { [ "$(curl -sS --max-time 2 --unix-socket "$ENGINE_SOCK" http://d/_ping)" = OK ]; }
 
 if is_systemd; then
@@ -118,13 +124,13 @@ else
   setsid "$BIN/containerd-rs" --address "$CTRD_SOCK" --root /var/lib/containerd-rs --state /run/containerd-rs \
     </dev/null >>"$CTRD_LOG" 2>&1 &
   echo $! > "$CTRD_PID"
-  wait_for 30 test -S "$CTRD_SOCK" || { tail -n 30 "$CTRD_LOG" >&2; die "containerd-rs did not start"; }
+  wait_for 30 up_and "$(cat "$CTRD_PID")" test -S "$CTRD_SOCK" || { tail -n 30 "$CTRD_LOG" >&2; die "containerd-rs did not start"; }
   log "starting engine-api (log $ENGINE_LOG, pid file $ENGINE_PID)"
   rm -f "$ENGINE_SOCK"
   setsid "$BIN/engine-api" -H "unix://$ENGINE_SOCK" --data-root /var/lib/engine-api --exec-root /run/engine-api \
     --containerd "$CTRD_SOCK" </dev/null >>"$ENGINE_LOG" 2>&1 &
   echo $! > "$ENGINE_PID"
-  wait_for 30 ping_engine || { tail -n 30 "$ENGINE_LOG" >&2; die "engine-api did not answer"; }
+  wait_for 30 up_and "$(cat "$ENGINE_PID")" ping_engine || { tail -n 30 "$ENGINE_LOG" >&2; die "engine-api did not answer"; }
 fi
 log "engine-api answers on $ENGINE_SOCK"
 

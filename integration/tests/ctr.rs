@@ -36,3 +36,35 @@ fn ctr_lists_engine_containers_in_moby_namespace() {
         describe(&out)
     );
 }
+
+#[test]
+fn ctr_sees_loaded_image_and_its_snapshot() {
+    let s = Stack::start();
+    let image = &integration::busybox_fixture().1;
+    let out = s.ctr(&["-n", "moby", "images", "ls", "-q"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let names = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        names
+            .lines()
+            .any(|l| l == "docker.io/library/busybox:latest"),
+        "{names}"
+    );
+    // A one-layer image's chain ID is its diff ID: the committed snapshot's key.
+    let out = s.ctr(&[
+        "-n",
+        "moby",
+        "snapshots",
+        "--snapshotter",
+        "overlayfs",
+        "ls",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    let snaps = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        snaps
+            .lines()
+            .any(|l| l.starts_with(&image.diff_id) && l.contains("Committed")),
+        "{snaps}"
+    );
+}

@@ -69,6 +69,9 @@ fn load_stores_blobs_unpacks_layers_and_lists_busybox_latest() {
         blob.display(),
         stored.len()
     );
+    let layer_hex = image.diff_id.trim_start_matches("sha256:");
+    let layer_blob = s.root.join("cd/content/blobs/sha256").join(layer_hex);
+    assert!(layer_blob.is_file(), "layer blob {}", layer_blob.display());
     let snaps = s.root.join("cd/snapshots/overlayfs");
     let unpacked: Vec<_> = std::fs::read_dir(&snaps)
         .unwrap_or_else(|e| panic!("{}: {e}", snaps.display()))

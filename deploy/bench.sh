@@ -57,9 +57,10 @@ cleanup() {
   done
   sleep 0.5
   grep -o " $ROOT[^ ]*" /proc/self/mountinfo | sort -r | while read -r m; do umount -l "$m"; done
-  for d in /sys/fs/cgroup/*/bn-"$SUFFIX" /sys/fs/cgroup/*/bnd-"$SUFFIX"; do
-    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null
-  done
+  # Our cgroup parents, at a hierarchy's top or nested under this shell's own cgroup (dockerd
+  # treats a parent without a leading slash as relative).
+  find /sys/fs/cgroup -maxdepth 6 -type d \( -name "bn-$SUFFIX" -o -name "bnd-$SUFFIX" \) -prune -print 2>/dev/null |
+    while read -r d; do find "$d" -depth -type d -exec rmdir {} \; 2>/dev/null; done
   rm -rf "$ROOT"
 }
 trap cleanup EXIT

@@ -9,6 +9,7 @@ pub mod daemon;
 pub mod events;
 mod grpc;
 pub mod mount;
+pub mod oom;
 pub mod process;
 mod publish;
 pub mod reaper;

@@ -11,6 +11,7 @@ use tokio::sync::{oneshot, Notify};
 use crate::console::ConsoleSocket;
 use crate::events::{Event, Publisher};
 use crate::mount::{self, MountError, MountSpec};
+use crate::oom;
 use crate::process::{Process, ProcessState, Status};
 use crate::reaper::{Exit, Reaper};
 use crate::runtime::{self, ChildStdio, Runtime, RuntimeError, SpawnOpts};
@@ -212,6 +213,7 @@ impl Shim {
         let container =
             Arc::new(Container { id: req.id.clone(), bundle: bundle.clone(), runtime, init: init.clone(), execs: Mutex::new(HashMap::new()), rootfs_mounted });
         self.monitor(&container, &init, self.reaper.watch(pid as i32, since));
+        self.watch_oom(&container, pid);
         *slot = Some(container);
         tracing::info!(container_id = %req.id, pid, "task created");
         self.events.publish(Event::Create {
@@ -251,6 +253,25 @@ impl Shim {
                 exit_status: exit.status,
                 exited_at: exit.at,
             });
+        });
+    }
+
+    /// Publishes TaskOOM for every OOM event of the init's memory cgroup (v1), until the cgroup
+    /// is removed.
+    fn watch_oom(self: &Arc<Self>, container: &Arc<Container>, pid: u32) {
+        let watch = match oom::memory_cgroup(pid).and_then(oom::OomWatch::new) {
+            Ok(w) => w,
+            Err(e) => {
+                tracing::debug!(cause = %e, "no oom notifications");
+                return;
+            }
+        };
+        let (events, container_id) = (self.events.clone(), container.id.clone());
+        tokio::spawn(async move {
+            while watch.next().await.is_some() {
+                tracing::info!(%container_id, "oom");
+                events.publish(Event::Oom { container_id: container_id.clone() });
+            }
         });
     }
 

@@ -28,7 +28,11 @@ impl ConsoleSocket {
         std::fs::create_dir(&dir)?;
         let path = dir.join("pty.sock");
         let listener = UnixListener::bind(&path)?;
-        Ok(Self { dir, path, listener })
+        Ok(Self {
+            dir,
+            path,
+            listener,
+        })
     }
 
     pub fn path(&self) -> &Path {
@@ -73,5 +77,10 @@ fn recv_fd(sock: RawFd) -> io::Result<OwnedFd> {
             }
         }
     }
-    found.ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "console socket message carried no fd"))
+    found.ok_or_else(|| {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            "console socket message carried no fd",
+        )
+    })
 }

@@ -15,9 +15,15 @@ use crate::Config;
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
     #[error("{context}: {errno}")]
-    Sys { context: &'static str, errno: nix::errno::Errno },
+    Sys {
+        context: &'static str,
+        errno: nix::errno::Errno,
+    },
     #[error("shim daemon exited before it was ready; see {0}")]
     NotReady(PathBuf),
 }
@@ -64,11 +70,17 @@ pub fn start(cfg: &Config) -> Result<String, DaemonError> {
     }
     let _ = std::fs::remove_file(&path);
     let listener = UnixListener::bind(&path).map_err(io_err(format!("bind {}", path.display())))?;
-    let (ready_rx, ready_tx) = nix::unistd::pipe().map_err(|errno| DaemonError::Sys { context: "pipe", errno })?;
+    let (ready_rx, ready_tx) = nix::unistd::pipe().map_err(|errno| DaemonError::Sys {
+        context: "pipe",
+        errno,
+    })?;
 
     // SAFETY: the `start` process is single-threaded here (no runtime has been built), so the
     // child may run arbitrary code after fork.
-    match unsafe { fork() }.map_err(|errno| DaemonError::Sys { context: "fork", errno })? {
+    match unsafe { fork() }.map_err(|errno| DaemonError::Sys {
+        context: "fork",
+        errno,
+    })? {
         ForkResult::Parent { child } => {
             drop(ready_tx);
             drop(listener);
@@ -105,14 +117,20 @@ fn daemon_main(cfg: &Config, listener: UnixListener, ready: OwnedFd) -> i32 {
         return 1;
     }
     let address = format!("unix://{}", socket_path(cfg).display());
-    let files = [("address", address.clone()), ("shim.pid", std::process::id().to_string())];
+    let files = [
+        ("address", address.clone()),
+        ("shim.pid", std::process::id().to_string()),
+    ];
     for (name, content) in files {
         if let Err(err) = std::fs::write(cfg.bundle.join(name), content) {
             tracing::error!(cause = %err, file = name, "write state file");
             return 1;
         }
     }
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(err) => {
             tracing::error!(cause = %err, "build runtime");
@@ -139,8 +157,14 @@ fn daemon_main(cfg: &Config, listener: UnixListener, ready: OwnedFd) -> i32 {
 
 /// Points stdin/stdout at /dev/null (so the caller's pipes see EOF) and stderr at the log.
 fn detach_stdio(log: &Path) -> std::io::Result<()> {
-    let null = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null")?;
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let null = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/null")?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
     for (fd, target) in [(&null, 0), (&null, 1), (&log, 2)] {
         dup2(fd.as_raw_fd(), target)?;
     }
@@ -175,10 +199,19 @@ mod tests {
     #[test]
     fn socket_path_is_hash_of_namespace_and_id() {
         let expected = &hex::encode(Sha256::digest(b"moby/abc"))[..16];
-        assert_eq!(socket_path(&cfg()), PathBuf::from(format!("/run/containerd-rs/s/{expected}")));
-        let c = Config { runtime_root: Some("/x/state/runc".into()), ..cfg() };
+        assert_eq!(
+            socket_path(&cfg()),
+            PathBuf::from(format!("/run/containerd-rs/s/{expected}"))
+        );
+        let c = Config {
+            runtime_root: Some("/x/state/runc".into()),
+            ..cfg()
+        };
         assert_eq!(socket_dir(&c), PathBuf::from("/x/state/s"));
-        let c = Config { socket_dir: Some("/y".into()), ..c };
+        let c = Config {
+            socket_dir: Some("/y".into()),
+            ..c
+        };
         assert_eq!(socket_dir(&c), PathBuf::from("/y"));
     }
 }

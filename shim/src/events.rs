@@ -12,16 +12,50 @@ use crate::stdio::StdioPaths;
 /// The events the shim publishes (containerd.events.Task*).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    Create { container_id: String, bundle: String, rootfs: Vec<MountSpec>, stdio: StdioPaths, pid: u32 },
-    Start { container_id: String, pid: u32 },
+    Create {
+        container_id: String,
+        bundle: String,
+        rootfs: Vec<MountSpec>,
+        stdio: StdioPaths,
+        pid: u32,
+    },
+    Start {
+        container_id: String,
+        pid: u32,
+    },
     /// `id` is the container id for the init, the exec id for an exec.
-    Exit { container_id: String, id: String, pid: u32, exit_status: u32, exited_at: SystemTime },
-    Delete { container_id: String, id: String, pid: u32, exit_status: u32, exited_at: SystemTime },
-    ExecAdded { container_id: String, exec_id: String },
-    ExecStarted { container_id: String, exec_id: String, pid: u32 },
-    Paused { container_id: String },
-    Resumed { container_id: String },
-    Oom { container_id: String },
+    Exit {
+        container_id: String,
+        id: String,
+        pid: u32,
+        exit_status: u32,
+        exited_at: SystemTime,
+    },
+    Delete {
+        container_id: String,
+        id: String,
+        pid: u32,
+        exit_status: u32,
+        exited_at: SystemTime,
+    },
+    ExecAdded {
+        container_id: String,
+        exec_id: String,
+    },
+    ExecStarted {
+        container_id: String,
+        exec_id: String,
+        pid: u32,
+    },
+    Paused {
+        container_id: String,
+    },
+    Resumed {
+        container_id: String,
+    },
+    Oom {
+        container_id: String,
+    },
 }
 
 impl Event {

@@ -7,10 +7,18 @@
 pub mod console;
 pub mod daemon;
 pub mod events;
+#[cfg(feature = "grpc")]
+mod grpc;
+#[cfg(not(feature = "grpc"))]
+#[path = "grpc_stub.rs"]
 mod grpc;
 pub mod mount;
 pub mod oom;
 pub mod process;
+#[cfg(feature = "grpc")]
+mod publish;
+#[cfg(not(feature = "grpc"))]
+#[path = "publish_stub.rs"]
 mod publish;
 pub mod reaper;
 pub mod runtime;
@@ -50,7 +58,10 @@ impl Config {
             namespace: self.namespace.clone(),
             id: self.id.clone(),
             bundle: self.bundle.clone(),
-            runtime_root: self.runtime_root.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_RUNTIME_ROOT)),
+            runtime_root: self
+                .runtime_root
+                .clone()
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_RUNTIME_ROOT)),
         }
     }
 }
@@ -67,7 +78,11 @@ pub async fn serve(cfg: Config, listener: UnixListener) -> Result<(), errdefs::E
     let reaper = Reaper::new();
     tokio::spawn(reaper.clone().run());
     let (events, queue) = Publisher::channel();
-    tokio::spawn(publish::forward(cfg.address.clone(), cfg.namespace.clone(), queue));
+    tokio::spawn(publish::forward(
+        cfg.address.clone(),
+        cfg.namespace.clone(),
+        queue,
+    ));
     let shim = Shim::new(cfg.shim_config(), reaper, events);
     grpc::serve(shim, listener).await
 }
@@ -86,21 +101,29 @@ pub fn delete(cfg: &Config) -> Result<Vec<u8>, errdefs::Error> {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        let runtime = cfg.shim_config().runtime(&opts, reaper).map_err(|e| errdefs::Error::internal(e.to_string()))?;
+        let runtime = cfg
+            .shim_config()
+            .runtime(&opts, reaper)
+            .map_err(|e| errdefs::Error::internal(e.to_string()))?;
         if let Err(e) = runtime.delete(&cfg.id, true).await {
             tracing::warn!(cause = %e, container_id = %cfg.id, "runtime delete --force");
         }
         if let Err(e) = mount::unmount_all(&cfg.bundle.join("rootfs")) {
             tracing::warn!(cause = %e, "unmount rootfs");
         }
-        let pid = std::fs::read_to_string(cfg.bundle.join("init.pid")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+        let pid = std::fs::read_to_string(cfg.bundle.join("init.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+            .unwrap_or(0);
         Ok(grpc::encode_delete_response(pid, 137, SystemTime::now()))
     })
 }
 
 /// How long Shutdown waits for open requests before the daemon exits anyway.
+#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
+#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
 pub(crate) fn shutdown_signal(shim: &Arc<Shim>) -> impl std::future::Future<Output = ()> {
     let notify = shim.shutdown_signal();
     async move { notify.notified().await }

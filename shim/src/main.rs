@@ -6,7 +6,11 @@ use std::path::PathBuf;
 use clap::{Parser, ValueEnum};
 
 #[derive(Parser)]
-#[command(name = "containerd-shim-rs", version, about = "Task shim between containerd-rs and an OCI runtime")]
+#[command(
+    name = "containerd-shim-rs",
+    version,
+    about = "Task shim between containerd-rs and an OCI runtime"
+)]
 struct Cli {
     #[arg(long)]
     namespace: String,
@@ -40,7 +44,9 @@ fn main() {
     let cli = Cli::parse();
     let level = if cli.debug { "debug" } else { "info" };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| level.into()),
+        )
         .with_writer(std::io::stderr)
         .with_ansi(false)
         .init();

@@ -8,11 +8,19 @@ use nix::mount::{mount, umount2, MntFlags, MsFlags};
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
     #[error("mount {kind} {source_path} on {target}: {errno}")]
-    Mount { kind: String, source_path: String, target: PathBuf, errno: Errno },
+    Mount {
+        kind: String,
+        source_path: String,
+        target: PathBuf,
+        errno: Errno,
+    },
     #[error("unmount {target}: {errno}")]
     Unmount { target: PathBuf, errno: Errno },
     #[error("create mount point {target}: {source}")]
-    MountPoint { target: PathBuf, source: std::io::Error },
+    MountPoint {
+        target: PathBuf,
+        source: std::io::Error,
+    },
     #[error("mount target {0:?} escapes the rootfs")]
     BadTarget(String),
     #[error("mount options for {0} are longer than a page")]
@@ -72,7 +80,10 @@ pub fn parse_options(options: &[String]) -> (MsFlags, String) {
 /// Mounts each spec at `rootfs` (or `rootfs/<target>`), in order. On failure, what was mounted
 /// is unmounted again.
 pub fn mount_all(mounts: &[MountSpec], rootfs: &Path) -> Result<(), MountError> {
-    std::fs::create_dir_all(rootfs).map_err(|source| MountError::MountPoint { target: rootfs.to_path_buf(), source })?;
+    std::fs::create_dir_all(rootfs).map_err(|source| MountError::MountPoint {
+        target: rootfs.to_path_buf(),
+        source,
+    })?;
     let mut done: Vec<PathBuf> = Vec::new();
     for m in mounts {
         let target = target_path(rootfs, &m.target)?;
@@ -92,7 +103,11 @@ fn target_path(rootfs: &Path, target: &str) -> Result<PathBuf, MountError> {
     if rel.split('/').any(|c| c == "..") {
         return Err(MountError::BadTarget(target.to_string()));
     }
-    Ok(if rel.is_empty() { rootfs.to_path_buf() } else { rootfs.join(rel) })
+    Ok(if rel.is_empty() {
+        rootfs.to_path_buf()
+    } else {
+        rootfs.join(rel)
+    })
 }
 
 fn mount_one(m: &MountSpec, target: &Path) -> Result<(), MountError> {
@@ -100,16 +115,42 @@ fn mount_one(m: &MountSpec, target: &Path) -> Result<(), MountError> {
     if data.len() >= 4096 {
         return Err(MountError::TooLong(m.kind.clone()));
     }
-    std::fs::create_dir_all(target).map_err(|source| MountError::MountPoint { target: target.to_path_buf(), source })?;
-    let err = |errno| MountError::Mount { kind: m.kind.clone(), source_path: m.source.clone(), target: target.to_path_buf(), errno };
-    let fstype = if m.kind.is_empty() || flags.contains(MsFlags::MS_BIND) { None } else { Some(m.kind.as_str()) };
-    let data_opt = if data.is_empty() { None } else { Some(data.as_str()) };
+    std::fs::create_dir_all(target).map_err(|source| MountError::MountPoint {
+        target: target.to_path_buf(),
+        source,
+    })?;
+    let err = |errno| MountError::Mount {
+        kind: m.kind.clone(),
+        source_path: m.source.clone(),
+        target: target.to_path_buf(),
+        errno,
+    };
+    let fstype = if m.kind.is_empty() || flags.contains(MsFlags::MS_BIND) {
+        None
+    } else {
+        Some(m.kind.as_str())
+    };
+    let data_opt = if data.is_empty() {
+        None
+    } else {
+        Some(data.as_str())
+    };
     tracing::debug!(kind = %m.kind, source = %m.source, target = %target.display(), ?flags, "mount");
     mount(Some(m.source.as_str()), target, fstype, flags, data_opt).map_err(err)?;
     // A bind mount ignores MS_RDONLY (and other per-mount flags) until it is remounted.
-    if flags.contains(MsFlags::MS_BIND) && flags.intersects(MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC) {
+    if flags.contains(MsFlags::MS_BIND)
+        && flags.intersects(
+            MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+        )
+    {
         let remount = flags | MsFlags::MS_REMOUNT;
-        if let Err(errno) = mount(None::<&str>, target, None::<&str>, remount - MsFlags::MS_REC, None::<&str>) {
+        if let Err(errno) = mount(
+            None::<&str>,
+            target,
+            None::<&str>,
+            remount - MsFlags::MS_REC,
+            None::<&str>,
+        ) {
             let _ = umount2(target, MntFlags::MNT_DETACH);
             return Err(err(errno));
         }
@@ -123,7 +164,12 @@ pub fn unmount_all(target: &Path) -> Result<(), MountError> {
         match umount2(target, MntFlags::MNT_DETACH) {
             Ok(()) => continue,
             Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
-            Err(errno) => return Err(MountError::Unmount { target: target.to_path_buf(), errno }),
+            Err(errno) => {
+                return Err(MountError::Unmount {
+                    target: target.to_path_buf(),
+                    errno,
+                })
+            }
         }
     }
     Ok(())
@@ -139,7 +185,12 @@ mod tests {
 
     #[test]
     fn overlay_options_go_to_data() {
-        let (flags, data) = parse_options(&opts(&["index=off", "workdir=/w", "upperdir=/u", "lowerdir=/a:/b"]));
+        let (flags, data) = parse_options(&opts(&[
+            "index=off",
+            "workdir=/w",
+            "upperdir=/u",
+            "lowerdir=/a:/b",
+        ]));
         assert!(flags.is_empty());
         assert_eq!(data, "index=off,workdir=/w,upperdir=/u,lowerdir=/a:/b");
     }
@@ -147,7 +198,10 @@ mod tests {
     #[test]
     fn bind_flags() {
         let (flags, data) = parse_options(&opts(&["rbind", "ro", "nosuid"]));
-        assert_eq!(flags, MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID);
+        assert_eq!(
+            flags,
+            MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID
+        );
         assert_eq!(data, "");
         let (flags, _) = parse_options(&opts(&["ro", "rw"]));
         assert!(!flags.contains(MsFlags::MS_RDONLY));
@@ -155,8 +209,14 @@ mod tests {
 
     #[test]
     fn targets_stay_inside() {
-        assert_eq!(target_path(Path::new("/r"), "").unwrap(), PathBuf::from("/r"));
-        assert_eq!(target_path(Path::new("/r"), "/a/b").unwrap(), PathBuf::from("/r/a/b"));
+        assert_eq!(
+            target_path(Path::new("/r"), "").unwrap(),
+            PathBuf::from("/r")
+        );
+        assert_eq!(
+            target_path(Path::new("/r"), "/a/b").unwrap(),
+            PathBuf::from("/r/a/b")
+        );
         assert!(target_path(Path::new("/r"), "../x").is_err());
     }
 
@@ -167,7 +227,12 @@ mod tests {
         let dst = base.join("rootfs");
         std::fs::create_dir_all(&src).unwrap();
         std::fs::write(src.join("f"), b"x").unwrap();
-        let m = MountSpec { kind: "bind".into(), source: src.display().to_string(), target: String::new(), options: opts(&["rbind", "ro"]) };
+        let m = MountSpec {
+            kind: "bind".into(),
+            source: src.display().to_string(),
+            target: String::new(),
+            options: opts(&["rbind", "ro"]),
+        };
         mount_all(&[m], &dst).unwrap();
         let seen = std::fs::read(dst.join("f"));
         let write = std::fs::write(dst.join("g"), b"y");

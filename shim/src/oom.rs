@@ -12,7 +12,10 @@ pub enum OomError {
     #[error("process {0} has no v1 memory cgroup")]
     NoMemoryCgroup(u32),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> OomError {
@@ -22,13 +25,17 @@ fn io_err(context: impl Into<String>) -> impl FnOnce(std::io::Error) -> OomError
 
 /// The v1 memory cgroup directory of `pid`.
 pub fn memory_cgroup(pid: u32) -> Result<PathBuf, OomError> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).map_err(io_err(format!("read /proc/{pid}/cgroup")))?;
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        .map_err(io_err(format!("read /proc/{pid}/cgroup")))?;
     let rel = text
         .lines()
         .filter_map(|l| {
             let mut parts = l.splitn(3, ':');
             let (_, ctrls, path) = (parts.next()?, parts.next()?, parts.next()?);
-            ctrls.split(',').any(|c| c == "memory").then(|| path.to_string())
+            ctrls
+                .split(',')
+                .any(|c| c == "memory")
+                .then(|| path.to_string())
         })
         .next()
         .ok_or(OomError::NoMemoryCgroup(pid))?;
@@ -54,7 +61,8 @@ impl OomWatch {
         }
         // SAFETY: `raw` is a fresh fd owned by nobody else.
         let efd = unsafe { OwnedFd::from_raw_fd(raw) };
-        let control = std::fs::File::open(cgroup.join("memory.oom_control")).map_err(io_err("open memory.oom_control"))?;
+        let control = std::fs::File::open(cgroup.join("memory.oom_control"))
+            .map_err(io_err("open memory.oom_control"))?;
         let mut events = std::fs::OpenOptions::new()
             .write(true)
             .open(cgroup.join("cgroup.event_control"))
@@ -63,7 +71,9 @@ impl OomWatch {
             .write_all(format!("{} {}", efd.as_raw_fd(), control.as_raw_fd()).as_bytes())
             .map_err(io_err("register oom eventfd"))?;
         // SAFETY: the OwnedFd moves into the AsyncFd and stays open as long as the registration.
-        let efd = unsafe { AsyncFd::register(efd) }.map_err(std::io::Error::from).map_err(io_err("register eventfd with tokio"))?;
+        let efd = unsafe { AsyncFd::register(efd) }
+            .map_err(std::io::Error::from)
+            .map_err(io_err("register eventfd with tokio"))?;
         Ok(Self { cgroup, efd })
     }
 
@@ -72,7 +82,9 @@ impl OomWatch {
         loop {
             let mut guard = self.efd.readable().await.ok()?;
             let mut buf = [0u8; 8];
-            match guard.try_io(|fd| nix::unistd::read(fd.as_raw_fd(), &mut buf).map_err(std::io::Error::from)) {
+            match guard.try_io(|fd| {
+                nix::unistd::read(fd.as_raw_fd(), &mut buf).map_err(std::io::Error::from)
+            }) {
                 Ok(Ok(8)) => {
                     if !self.cgroup.join("memory.oom_control").exists() {
                         return None;

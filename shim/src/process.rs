@@ -142,7 +142,11 @@ mod tests {
             tokio::spawn(async move { p.wait().await })
         };
         tokio::task::yield_now().await;
-        let exit = Exit { pid: 42, status: 3, at: std::time::SystemTime::now() };
+        let exit = Exit {
+            pid: 42,
+            status: 3,
+            at: std::time::SystemTime::now(),
+        };
         p.set_exited(exit);
         assert_eq!(waiter.await.unwrap(), exit);
         assert_eq!(p.status(), Status::Stopped);

@@ -116,7 +116,11 @@ impl Reaper {
 
 impl Table {
     fn deliver(&mut self, pid: i32, status: u32) {
-        let exit = Exit { pid, status, at: SystemTime::now() };
+        let exit = Exit {
+            pid,
+            status,
+            at: SystemTime::now(),
+        };
         tracing::debug!(pid, status, "reaped");
         if let Some(tx) = self.watchers.remove(&pid) {
             if tx.send(exit).is_ok() {

@@ -100,7 +100,10 @@ impl ProcessIo {
     /// Creates the pipes for a non-terminal process and starts copying. Returns the child's ends.
     pub fn pipes(paths: &StdioPaths) -> Result<(ChildStdio, ProcessIo), StdioError> {
         let io = ProcessIo::default();
-        let null = ChildStdio::null().map_err(|source| StdioError::Open { path: "/dev/null".into(), source })?;
+        let null = ChildStdio::null().map_err(|source| StdioError::Open {
+            path: "/dev/null".into(),
+            source,
+        })?;
         let stdin = match open_input(&paths.stdin)? {
             None => null.stdin,
             Some(src) => {
@@ -125,7 +128,14 @@ impl ProcessIo {
                 tx.into_blocking_fd().map_err(StdioError::Pipe)?
             }
         };
-        Ok((ChildStdio { stdin, stdout, stderr }, io))
+        Ok((
+            ChildStdio {
+                stdin,
+                stdout,
+                stderr,
+            },
+            io,
+        ))
     }
 
     /// Opens the destinations for a terminal process; [`ProcessIo::attach_console`] starts the
@@ -135,7 +145,11 @@ impl ProcessIo {
     }
 
     /// Copies the pty master to stdout and stdin to the master.
-    pub fn attach_console(master: OwnedFd, stdin: Option<Reader>, stdout: Option<Writer>) -> io::Result<ProcessIo> {
+    pub fn attach_console(
+        master: OwnedFd,
+        stdin: Option<Reader>,
+        stdout: Option<Writer>,
+    ) -> io::Result<ProcessIo> {
         let io = ProcessIo::default();
         if let Some(dst) = stdout {
             io.spawn_output(Box::new(FdIo::new(master.try_clone()?)?), dst);
@@ -224,9 +238,17 @@ impl ProcessIo {
     pub fn resize(&self, width: u16, height: u16) -> io::Result<()> {
         let guard = lock(&self.console);
         let Some(master) = guard.as_ref() else {
-            return Err(io::Error::new(io::ErrorKind::NotFound, "process has no terminal"));
+            return Err(io::Error::new(
+                io::ErrorKind::NotFound,
+                "process has no terminal",
+            ));
         };
-        let ws = libc::winsize { ws_row: height, ws_col: width, ws_xpixel: 0, ws_ypixel: 0 };
+        let ws = libc::winsize {
+            ws_row: height,
+            ws_col: width,
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
         // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which is valid for the call;
         // the fd is owned by `master` and open.
         let rc = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSWINSZ, &ws) };
@@ -251,15 +273,26 @@ fn open_output(path: &str) -> Result<Option<Writer>, StdioError> {
         None if path.contains("://") => return Err(StdioError::Unsupported(path.to_string())),
         None => (false, path),
     };
-    let err = |source| StdioError::Open { path: path.to_string(), source };
+    let err = |source| StdioError::Open {
+        path: path.to_string(),
+        source,
+    };
     if !is_uri && is_fifo(Path::new(path)) {
-        let tx = pipe::OpenOptions::new().read_write(true).open_sender(path).map_err(err)?;
+        let tx = pipe::OpenOptions::new()
+            .read_write(true)
+            .open_sender(path)
+            .map_err(err)?;
         return Ok(Some(Writer::Fifo(tx)));
     }
     if let Some(parent) = Path::new(path).parent() {
         std::fs::create_dir_all(parent).map_err(err)?;
     }
-    let file = std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path).map_err(err)?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(path)
+        .map_err(err)?;
     Ok(Some(Writer::File(tokio::fs::File::from_std(file))))
 }
 
@@ -269,7 +302,10 @@ fn open_input(path: &str) -> Result<Option<Reader>, StdioError> {
         return Ok(None);
     }
     let path = path.strip_prefix("file://").unwrap_or(path);
-    let err = |source| StdioError::Open { path: path.to_string(), source };
+    let err = |source| StdioError::Open {
+        path: path.to_string(),
+        source,
+    };
     if is_fifo(Path::new(path)) {
         let rx = pipe::OpenOptions::new().open_receiver(path).map_err(err)?;
         return Ok(Some(Box::new(rx)));
@@ -279,7 +315,9 @@ fn open_input(path: &str) -> Result<Option<Reader>, StdioError> {
 }
 
 fn is_fifo(path: &Path) -> bool {
-    std::fs::metadata(path).map(|m| m.file_type().is_fifo()).unwrap_or(false)
+    std::fs::metadata(path)
+        .map(|m| m.file_type().is_fifo())
+        .unwrap_or(false)
 }
 
 /// Async reads and writes on a pollable fd (the pty master). EIO on read means the slave side
@@ -298,11 +336,17 @@ impl FdIo {
 }
 
 impl AsyncRead for FdIo {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
         loop {
             let mut guard = ready!(self.0.poll_read_ready(cx))?;
             let unfilled = buf.initialize_unfilled();
-            match guard.try_io(|fd| nix::unistd::read(fd.as_raw_fd(), unfilled).map_err(io::Error::from)) {
+            match guard
+                .try_io(|fd| nix::unistd::read(fd.as_raw_fd(), unfilled).map_err(io::Error::from))
+            {
                 Ok(Ok(n)) => {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -316,10 +360,15 @@ impl AsyncRead for FdIo {
 }
 
 impl AsyncWrite for FdIo {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
         loop {
             let mut guard = ready!(self.0.poll_write_ready(cx))?;
-            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from)) {
+            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(io::Error::from))
+            {
                 Ok(result) => return Poll::Ready(result),
                 Err(_would_block) => continue,
             }

@@ -37,24 +37,36 @@ pub enum TaskError {
     #[error("{0}")]
     Invalid(String),
     #[error("OCI runtime {action} failed: {source}")]
-    Runtime { action: &'static str, source: RuntimeError },
+    Runtime {
+        action: &'static str,
+        source: RuntimeError,
+    },
     #[error(transparent)]
     Stdio(#[from] StdioError),
     #[error(transparent)]
     Mount(#[from] MountError),
     #[error("{context}: {source}")]
-    Io { context: String, source: std::io::Error },
+    Io {
+        context: String,
+        source: std::io::Error,
+    },
 }
 
 impl From<TaskError> for errdefs::Error {
     fn from(e: TaskError) -> Self {
         let msg = e.to_string();
         match e {
-            TaskError::NotFound(_) | TaskError::ProcessNotFound(_) | TaskError::Finished => errdefs::Error::not_found(msg),
+            TaskError::NotFound(_) | TaskError::ProcessNotFound(_) | TaskError::Finished => {
+                errdefs::Error::not_found(msg)
+            }
             TaskError::AlreadyExists(_) => errdefs::Error::already_exists(msg),
             TaskError::Precondition(_) => errdefs::Error::precondition(msg),
-            TaskError::Invalid(_) | TaskError::Stdio(StdioError::Unsupported(_)) => errdefs::Error::invalid(msg),
-            TaskError::Runtime { source, .. } if source.is_not_found() => errdefs::Error::not_found(msg),
+            TaskError::Invalid(_) | TaskError::Stdio(StdioError::Unsupported(_)) => {
+                errdefs::Error::invalid(msg)
+            }
+            TaskError::Runtime { source, .. } if source.is_not_found() => {
+                errdefs::Error::not_found(msg)
+            }
             _ => errdefs::Error::internal(msg),
         }
     }
@@ -102,10 +114,24 @@ pub struct ShimConfig {
 
 impl ShimConfig {
     /// The runtime for these options (binary resolved, root chosen, log in the bundle).
-    pub fn runtime(&self, opts: &RuntimeOptions, reaper: Arc<Reaper>) -> Result<Runtime, RuntimeError> {
+    pub fn runtime(
+        &self,
+        opts: &RuntimeOptions,
+        reaper: Arc<Reaper>,
+    ) -> Result<Runtime, RuntimeError> {
         let binary = runtime::resolve_binary(&opts.binary_name)?;
-        let root = if opts.root.is_empty() { self.runtime_root.join(&self.namespace) } else { PathBuf::from(&opts.root) };
-        Ok(Runtime::new(binary, root, self.bundle.join("log.json"), opts.systemd_cgroup, reaper))
+        let root = if opts.root.is_empty() {
+            self.runtime_root.join(&self.namespace)
+        } else {
+            PathBuf::from(&opts.root)
+        };
+        Ok(Runtime::new(
+            binary,
+            root,
+            self.bundle.join("log.json"),
+            opts.systemd_cgroup,
+            reaper,
+        ))
     }
 }
 
@@ -124,7 +150,10 @@ impl Container {
         if exec_id.is_empty() {
             return Ok(self.init.clone());
         }
-        lock(&self.execs).get(exec_id).cloned().ok_or_else(|| TaskError::ProcessNotFound(exec_id.to_string()))
+        lock(&self.execs)
+            .get(exec_id)
+            .cloned()
+            .ok_or_else(|| TaskError::ProcessNotFound(exec_id.to_string()))
     }
 
     fn execs(&self) -> Vec<Arc<Process>> {
@@ -148,7 +177,13 @@ enum Launch<'a> {
 
 impl Shim {
     pub fn new(cfg: ShimConfig, reaper: Arc<Reaper>, events: Publisher) -> Arc<Self> {
-        Arc::new(Self { cfg, reaper, events, slot: tokio::sync::Mutex::new(None), shutdown: Arc::new(Notify::new()) })
+        Arc::new(Self {
+            cfg,
+            reaper,
+            events,
+            slot: tokio::sync::Mutex::new(None),
+            shutdown: Arc::new(Notify::new()),
+        })
     }
 
     pub fn config(&self) -> &ShimConfig {
@@ -170,17 +205,28 @@ impl Shim {
 
     pub async fn create(self: &Arc<Self>, req: CreateTask) -> Result<u32, TaskError> {
         if req.id != self.cfg.id {
-            return Err(TaskError::Invalid(format!("this shim serves task {}, not {}", self.cfg.id, req.id)));
+            return Err(TaskError::Invalid(format!(
+                "this shim serves task {}, not {}",
+                self.cfg.id, req.id
+            )));
         }
         let mut slot = self.slot.lock().await;
         if slot.is_some() {
             return Err(TaskError::AlreadyExists(format!("task {}", req.id)));
         }
-        let bundle = if req.bundle.is_empty() { self.cfg.bundle.clone() } else { PathBuf::from(&req.bundle) };
+        let bundle = if req.bundle.is_empty() {
+            self.cfg.bundle.clone()
+        } else {
+            PathBuf::from(&req.bundle)
+        };
         let opts = req.options.clone().unwrap_or_default();
-        let runtime = self.cfg.runtime(&opts, self.reaper.clone()).map_err(rt("create"))?;
+        let runtime = self
+            .cfg
+            .runtime(&opts, self.reaper.clone())
+            .map_err(rt("create"))?;
         let opts_json = serde_json::to_vec(&opts).map_err(|e| TaskError::Invalid(e.to_string()))?;
-        std::fs::write(bundle.join("options.json"), opts_json).map_err(io_err("write options.json"))?;
+        std::fs::write(bundle.join("options.json"), opts_json)
+            .map_err(io_err("write options.json"))?;
 
         let rootfs = bundle.join("rootfs");
         mount::mount_all(&req.rootfs, &rootfs)?;
@@ -195,7 +241,16 @@ impl Shim {
         let init = Process::new("", req.stdio.clone(), Vec::new());
         let pid_file = bundle.join("init.pid");
         let since = SystemTime::now();
-        let pid = match launch(&runtime, &req.id, &bundle, Launch::Create, &req.stdio, &pid_file).await {
+        let pid = match launch(
+            &runtime,
+            &req.id,
+            &bundle,
+            Launch::Create,
+            &req.stdio,
+            &pid_file,
+        )
+        .await
+        {
             Ok(io) => {
                 init.set_io(io);
                 read_pid(&pid_file)
@@ -210,8 +265,14 @@ impl Shim {
             }
         };
         init.set_pid(pid);
-        let container =
-            Arc::new(Container { id: req.id.clone(), bundle: bundle.clone(), runtime, init: init.clone(), execs: Mutex::new(HashMap::new()), rootfs_mounted });
+        let container = Arc::new(Container {
+            id: req.id.clone(),
+            bundle: bundle.clone(),
+            runtime,
+            init: init.clone(),
+            execs: Mutex::new(HashMap::new()),
+            rootfs_mounted,
+        });
         self.monitor(&container, &init, self.reaper.watch(pid as i32, since));
         self.watch_oom(&container, pid);
         *slot = Some(container);
@@ -227,7 +288,12 @@ impl Shim {
     }
 
     /// Records the process's exit when the reaper reports it, then publishes TaskExit.
-    fn monitor(self: &Arc<Self>, container: &Arc<Container>, process: &Arc<Process>, exit: oneshot::Receiver<Exit>) {
+    fn monitor(
+        self: &Arc<Self>,
+        container: &Arc<Container>,
+        process: &Arc<Process>,
+        exit: oneshot::Receiver<Exit>,
+    ) {
         let (shim, container, process) = (self.clone(), container.clone(), process.clone());
         tokio::spawn(async move {
             let Ok(exit) = exit.await else { return };
@@ -245,7 +311,11 @@ impl Shim {
                     }
                 }
             }
-            let id = if process.is_init() { container.id.clone() } else { process.exec_id.clone() };
+            let id = if process.is_init() {
+                container.id.clone()
+            } else {
+                process.exec_id.clone()
+            };
             shim.events.publish(Event::Exit {
                 container_id: container.id.clone(),
                 id,
@@ -270,7 +340,9 @@ impl Shim {
         tokio::spawn(async move {
             while watch.next().await.is_some() {
                 tracing::info!(%container_id, "oom");
-                events.publish(Event::Oom { container_id: container_id.clone() });
+                events.publish(Event::Oom {
+                    container_id: container_id.clone(),
+                });
             }
         });
     }
@@ -280,12 +352,19 @@ impl Shim {
         let p = c.process(exec_id)?;
         let _starting = p.lifecycle.lock().await;
         if p.status() != Status::Created || (!p.is_init() && p.pid() != 0) {
-            return Err(TaskError::Precondition(format!("process {} is {:?}, not created", display_id(&c, &p), p.status())));
+            return Err(TaskError::Precondition(format!(
+                "process {} is {:?}, not created",
+                display_id(&c, &p),
+                p.status()
+            )));
         }
         if p.is_init() {
             c.runtime.start(id).await.map_err(rt("start"))?;
             p.transition(Status::Created, Status::Running);
-            self.events.publish(Event::Start { container_id: c.id.clone(), pid: p.pid() });
+            self.events.publish(Event::Start {
+                container_id: c.id.clone(),
+                pid: p.pid(),
+            });
             return Ok(p.pid());
         }
         if c.init.status() != Status::Running {
@@ -295,18 +374,36 @@ impl Shim {
         std::fs::write(&spec_file, &p.spec).map_err(io_err("write exec process spec"))?;
         let pid_file = c.bundle.join(format!("{}.pid", p.exec_id));
         let since = SystemTime::now();
-        let launched = launch(&c.runtime, id, &c.bundle, Launch::Exec(&spec_file), &p.stdio, &pid_file).await;
+        let launched = launch(
+            &c.runtime,
+            id,
+            &c.bundle,
+            Launch::Exec(&spec_file),
+            &p.stdio,
+            &pid_file,
+        )
+        .await;
         let _ = std::fs::remove_file(&spec_file);
         p.set_io(launched?);
         let pid = read_pid(&pid_file)?;
         p.set_pid(pid);
         self.monitor(&c, &p, self.reaper.watch(pid as i32, since));
         p.transition(Status::Created, Status::Running);
-        self.events.publish(Event::ExecStarted { container_id: c.id.clone(), exec_id: p.exec_id.clone(), pid });
+        self.events.publish(Event::ExecStarted {
+            container_id: c.id.clone(),
+            exec_id: p.exec_id.clone(),
+            pid,
+        });
         Ok(pid)
     }
 
-    pub async fn exec(&self, id: &str, exec_id: &str, stdio: StdioPaths, spec: Vec<u8>) -> Result<(), TaskError> {
+    pub async fn exec(
+        &self,
+        id: &str,
+        exec_id: &str,
+        stdio: StdioPaths,
+        spec: Vec<u8>,
+    ) -> Result<(), TaskError> {
         validate_exec_id(exec_id)?;
         let c = self.container(id).await?;
         if c.init.status() == Status::Stopped {
@@ -319,11 +416,18 @@ impl Shim {
             }
             execs.insert(exec_id.to_string(), Process::new(exec_id, stdio, spec));
         }
-        self.events.publish(Event::ExecAdded { container_id: c.id.clone(), exec_id: exec_id.to_string() });
+        self.events.publish(Event::ExecAdded {
+            container_id: c.id.clone(),
+            exec_id: exec_id.to_string(),
+        });
         Ok(())
     }
 
-    pub async fn state(&self, id: &str, exec_id: &str) -> Result<(ProcessState, PathBuf), TaskError> {
+    pub async fn state(
+        &self,
+        id: &str,
+        exec_id: &str,
+    ) -> Result<(ProcessState, PathBuf), TaskError> {
         let c = self.container(id).await?;
         Ok((c.process(exec_id)?.state(), c.bundle.clone()))
     }
@@ -333,7 +437,13 @@ impl Shim {
         Ok(p.wait().await)
     }
 
-    pub async fn kill(&self, id: &str, exec_id: &str, sig: u32, all: bool) -> Result<(), TaskError> {
+    pub async fn kill(
+        &self,
+        id: &str,
+        exec_id: &str,
+        sig: u32,
+        all: bool,
+    ) -> Result<(), TaskError> {
         let c = self.container(id).await?;
         let p = c.process(exec_id)?;
         if p.status() == Status::Stopped {
@@ -343,7 +453,9 @@ impl Shim {
             return c.runtime.kill(id, sig, all).await.map_err(rt("kill"));
         }
         if p.pid() == 0 {
-            return Err(TaskError::Precondition(format!("exec {exec_id} is not started")));
+            return Err(TaskError::Precondition(format!(
+                "exec {exec_id} is not started"
+            )));
         }
         if !signal(p.pid(), sig as i32) {
             return Err(TaskError::Finished);
@@ -356,11 +468,17 @@ impl Shim {
             let c = self.container(id).await?;
             let p = c.process(exec_id)?;
             if matches!(p.status(), Status::Running | Status::Paused) {
-                return Err(TaskError::Precondition(format!("cannot delete running exec {exec_id}")));
+                return Err(TaskError::Precondition(format!(
+                    "cannot delete running exec {exec_id}"
+                )));
             }
             lock(&c.execs).remove(exec_id);
             let state = p.state();
-            let exit = state.exit.unwrap_or(Exit { pid: state.pid as i32, status: 0, at: SystemTime::now() });
+            let exit = state.exit.unwrap_or(Exit {
+                pid: state.pid as i32,
+                status: 0,
+                at: SystemTime::now(),
+            });
             self.events.publish(Event::Delete {
                 container_id: c.id.clone(),
                 id: exec_id.to_string(),
@@ -377,7 +495,9 @@ impl Shim {
         };
         let status = c.init.status();
         if matches!(status, Status::Running | Status::Paused) {
-            return Err(TaskError::Precondition(format!("cannot delete running task {id}")));
+            return Err(TaskError::Precondition(format!(
+                "cannot delete running task {id}"
+            )));
         }
         if let Err(e) = c.runtime.delete(id, status == Status::Created).await {
             if !e.is_not_found() {
@@ -392,7 +512,11 @@ impl Shim {
         }
         *slot = None;
         let state = c.init.state();
-        let exit = state.exit.unwrap_or(Exit { pid: state.pid as i32, status: 137, at: SystemTime::now() });
+        let exit = state.exit.unwrap_or(Exit {
+            pid: state.pid as i32,
+            status: 137,
+            at: SystemTime::now(),
+        });
         tracing::info!(container_id = %id, status = exit.status, "task deleted");
         self.events.publish(Event::Delete {
             container_id: id.to_string(),
@@ -401,13 +525,20 @@ impl Shim {
             exit_status: exit.status,
             exited_at: exit.at,
         });
-        Ok(ProcessState { exit: Some(exit), ..state })
+        Ok(ProcessState {
+            exit: Some(exit),
+            ..state
+        })
     }
 
     /// The pids in the container, each with its exec id when it is one of the shim's execs.
     pub async fn pids(&self, id: &str) -> Result<Vec<(u32, String)>, TaskError> {
         let c = self.container(id).await?;
-        let execs: HashMap<u32, String> = c.execs().iter().map(|p| (p.pid(), p.exec_id.clone())).collect();
+        let execs: HashMap<u32, String> = c
+            .execs()
+            .iter()
+            .map(|p| (p.pid(), p.exec_id.clone()))
+            .collect();
         let pids = match c.runtime.ps(id).await {
             Ok(pids) => pids,
             Err(e) => {
@@ -417,14 +548,19 @@ impl Shim {
                 pids
             }
         };
-        Ok(pids.into_iter().map(|pid| (pid, execs.get(&pid).cloned().unwrap_or_default())).collect())
+        Ok(pids
+            .into_iter()
+            .map(|pid| (pid, execs.get(&pid).cloned().unwrap_or_default()))
+            .collect())
     }
 
     pub async fn pause(&self, id: &str) -> Result<(), TaskError> {
         let c = self.container(id).await?;
         c.runtime.pause(id).await.map_err(rt("pause"))?;
         c.init.transition(Status::Running, Status::Paused);
-        self.events.publish(Event::Paused { container_id: c.id.clone() });
+        self.events.publish(Event::Paused {
+            container_id: c.id.clone(),
+        });
         Ok(())
     }
 
@@ -432,7 +568,9 @@ impl Shim {
         let c = self.container(id).await?;
         c.runtime.resume(id).await.map_err(rt("resume"))?;
         c.init.transition(Status::Paused, Status::Running);
-        self.events.publish(Event::Resumed { container_id: c.id.clone() });
+        self.events.publish(Event::Resumed {
+            container_id: c.id.clone(),
+        });
         Ok(())
     }
 
@@ -444,19 +582,36 @@ impl Shim {
         Ok(())
     }
 
-    pub async fn resize_pty(&self, id: &str, exec_id: &str, width: u32, height: u32) -> Result<(), TaskError> {
+    pub async fn resize_pty(
+        &self,
+        id: &str,
+        exec_id: &str,
+        width: u32,
+        height: u32,
+    ) -> Result<(), TaskError> {
         let p = self.container(id).await?.process(exec_id)?;
-        let io = p.io().ok_or_else(|| TaskError::Precondition("process has no io".into()))?;
-        let (w, h) = (u16::try_from(width).unwrap_or(u16::MAX), u16::try_from(height).unwrap_or(u16::MAX));
+        let io = p
+            .io()
+            .ok_or_else(|| TaskError::Precondition("process has no io".into()))?;
+        let (w, h) = (
+            u16::try_from(width).unwrap_or(u16::MAX),
+            u16::try_from(height).unwrap_or(u16::MAX),
+        );
         io.resize(w, h).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => TaskError::Precondition(e.to_string()),
-            _ => TaskError::Io { context: "resize pty".into(), source: e },
+            _ => TaskError::Io {
+                context: "resize pty".into(),
+                source: e,
+            },
         })
     }
 
     pub async fn update(&self, id: &str, resources_json: &[u8]) -> Result<(), TaskError> {
         let c = self.container(id).await?;
-        c.runtime.update(id, resources_json).await.map_err(rt("update"))
+        c.runtime
+            .update(id, resources_json)
+            .await
+            .map_err(rt("update"))
     }
 
     /// The runtime's stats event for the container (`events --stats`).
@@ -485,16 +640,44 @@ impl Shim {
 }
 
 /// Runs `create` or `exec` with the process's stdio (pipes, or a console socket for a terminal).
-async fn launch(runtime: &Runtime, id: &str, bundle: &Path, what: Launch<'_>, paths: &StdioPaths, pid_file: &Path) -> Result<ProcessIo, TaskError> {
+async fn launch(
+    runtime: &Runtime,
+    id: &str,
+    bundle: &Path,
+    what: Launch<'_>,
+    paths: &StdioPaths,
+    pid_file: &Path,
+) -> Result<ProcessIo, TaskError> {
     if !paths.terminal {
         let (child, io) = ProcessIo::pipes(paths)?;
-        run_launch(runtime, id, bundle, &what, SpawnOpts { pid_file, console_socket: None, stdio: child }).await?;
+        run_launch(
+            runtime,
+            id,
+            bundle,
+            &what,
+            SpawnOpts {
+                pid_file,
+                console_socket: None,
+                stdio: child,
+            },
+        )
+        .await?;
         return Ok(io);
     }
     let console = ConsoleSocket::new().map_err(io_err("console socket"))?;
     let (stdin, stdout) = ProcessIo::terminal(paths)?;
     let null = ChildStdio::null().map_err(io_err("open /dev/null"))?;
-    let running = run_launch(runtime, id, bundle, &what, SpawnOpts { pid_file, console_socket: Some(console.path()), stdio: null });
+    let running = run_launch(
+        runtime,
+        id,
+        bundle,
+        &what,
+        SpawnOpts {
+            pid_file,
+            console_socket: Some(console.path()),
+            stdio: null,
+        },
+    );
     let receiving = console.receive();
     tokio::pin!(running, receiving);
     let mut master = None;
@@ -515,7 +698,13 @@ async fn launch(runtime: &Runtime, id: &str, bundle: &Path, what: Launch<'_>, pa
     ProcessIo::attach_console(master, stdin, stdout).map_err(io_err("attach console"))
 }
 
-async fn run_launch(runtime: &Runtime, id: &str, bundle: &Path, what: &Launch<'_>, opts: SpawnOpts<'_>) -> Result<(), TaskError> {
+async fn run_launch(
+    runtime: &Runtime,
+    id: &str,
+    bundle: &Path,
+    what: &Launch<'_>,
+    opts: SpawnOpts<'_>,
+) -> Result<(), TaskError> {
     match what {
         Launch::Create => runtime.create(id, bundle, opts).await.map_err(rt("create")),
         Launch::Exec(file) => runtime.exec(id, file, opts).await.map_err(rt("exec")),
@@ -524,13 +713,17 @@ async fn run_launch(runtime: &Runtime, id: &str, bundle: &Path, what: &Launch<'_
 
 fn read_pid(path: &Path) -> Result<u32, TaskError> {
     let text = std::fs::read_to_string(path).map_err(io_err(format!("read {}", path.display())))?;
-    text.trim().parse::<u32>().map_err(|e| TaskError::Invalid(format!("pid file {}: {e}", path.display())))
+    text.trim()
+        .parse::<u32>()
+        .map_err(|e| TaskError::Invalid(format!("pid file {}: {e}", path.display())))
 }
 
 fn validate_exec_id(exec_id: &str) -> Result<(), TaskError> {
     let ok = !exec_id.is_empty()
         && exec_id.len() <= 76
-        && exec_id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && exec_id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !exec_id.starts_with('.');
     if ok {
         Ok(())
@@ -577,7 +770,13 @@ mod tests {
         let k = |e: TaskError| errdefs::Error::from(e).kind;
         assert_eq!(k(TaskError::NotFound("x".into())), errdefs::Kind::NotFound);
         assert_eq!(k(TaskError::Finished), errdefs::Kind::NotFound);
-        assert_eq!(k(TaskError::AlreadyExists("x".into())), errdefs::Kind::AlreadyExists);
-        assert_eq!(k(TaskError::Precondition("x".into())), errdefs::Kind::FailedPrecondition);
+        assert_eq!(
+            k(TaskError::AlreadyExists("x".into())),
+            errdefs::Kind::AlreadyExists
+        );
+        assert_eq!(
+            k(TaskError::Precondition("x".into())),
+            errdefs::Kind::FailedPrecondition
+        );
     }
 }

@@ -20,8 +20,13 @@ pub fn runtimes() -> Vec<String> {
 fn unique() -> String {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
-    let nanos = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
-    let x = (std::process::id() as u64) << 20 ^ nanos as u64 ^ (N.fetch_add(1, Ordering::Relaxed) as u64) << 40;
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    let x = (std::process::id() as u64) << 20
+        ^ nanos as u64
+        ^ (N.fetch_add(1, Ordering::Relaxed) as u64) << 40;
     format!("{:06x}", (x ^ (x >> 24)) & 0xff_ffff)
 }
 
@@ -48,12 +53,21 @@ impl Fixture {
         let _ = std::fs::remove_dir_all(&root);
         let bundle = root.join("bundle");
         let image = root.join("img");
-        for d in [&bundle, &image.join("bin"), &root.join("rt"), &root.join("s")] {
+        for d in [
+            &bundle,
+            &image.join("bin"),
+            &root.join("rt"),
+            &root.join("s"),
+        ] {
             std::fs::create_dir_all(d).expect("create fixture dirs");
         }
         std::fs::copy("/usr/bin/busybox", image.join("bin/busybox")).expect("copy busybox");
-        for app in ["sh", "echo", "cat", "sleep", "true", "ls", "ps", "id", "hostname", "wc", "head", "tty", "stty"] {
-            std::os::unix::fs::symlink("busybox", image.join("bin").join(app)).expect("symlink applet");
+        for app in [
+            "sh", "echo", "cat", "sleep", "true", "ls", "ps", "id", "hostname", "wc", "head",
+            "tty", "stty",
+        ] {
+            std::os::unix::fs::symlink("busybox", image.join("bin").join(app))
+                .expect("symlink applet");
         }
         for d in ["proc", "sys", "dev", "tmp", "etc", "root"] {
             std::fs::create_dir_all(image.join(d)).expect("create image dirs");
@@ -74,7 +88,11 @@ impl Fixture {
 
     /// Writes a Docker-like config.json running `args`.
     pub fn write_config(&self, args: &[&str], terminal: bool) {
-        self.write_config_with(args, terminal, serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}));
+        self.write_config_with(
+            args,
+            terminal,
+            serde_json::json!({"devices": [{"allow": false, "access": "rwm"}]}),
+        );
     }
 
     /// Like `write_config`, with `linux.resources` given.
@@ -108,7 +126,11 @@ impl Fixture {
                 "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
             }
         });
-        std::fs::write(self.bundle.join("config.json"), serde_json::to_vec_pretty(&config).expect("json")).expect("write config.json");
+        std::fs::write(
+            self.bundle.join("config.json"),
+            serde_json::to_vec_pretty(&config).expect("json"),
+        )
+        .expect("write config.json");
     }
 
     /// Makes a FIFO in the root.
@@ -156,8 +178,20 @@ impl Drop for Fixture {
 
 fn caps() -> serde_json::Value {
     let set = [
-        "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID", "CAP_SETUID",
-        "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+        "CAP_CHOWN",
+        "CAP_DAC_OVERRIDE",
+        "CAP_FSETID",
+        "CAP_FOWNER",
+        "CAP_MKNOD",
+        "CAP_NET_RAW",
+        "CAP_SETGID",
+        "CAP_SETUID",
+        "CAP_SETFCAP",
+        "CAP_SETPCAP",
+        "CAP_NET_BIND_SERVICE",
+        "CAP_SYS_CHROOT",
+        "CAP_KILL",
+        "CAP_AUDIT_WRITE",
     ];
     serde_json::json!({"bounding": set, "effective": set, "permitted": set})
 }
@@ -182,7 +216,9 @@ pub fn read_fifo(path: &Path, limit: Duration) -> Vec<u8> {
                 seen_data = true;
                 out.extend_from_slice(&buf[..n]);
             }
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(10)),
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(10))
+            }
             Err(e) => panic!("read fifo: {e}"),
         }
     }
@@ -199,7 +235,10 @@ pub fn ppid(pid: u32) -> Option<u32> {
 pub fn alive(pid: u32) -> bool {
     // A zombie still has /proc/<pid>; check its state too.
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => stat.rsplit_once(')').map(|(_, rest)| !rest.trim_start().starts_with('Z')).unwrap_or(false),
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .map(|(_, rest)| !rest.trim_start().starts_with('Z'))
+            .unwrap_or(false),
         Err(_) => false,
     }
 }
@@ -208,7 +247,8 @@ pub fn alive(pid: u32) -> bool {
 pub fn is_mounted(path: &Path) -> bool {
     let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
     let p = path.display().to_string();
-    info.lines().any(|l| l.split_whitespace().nth(4) == Some(p.as_str()))
+    info.lines()
+        .any(|l| l.split_whitespace().nth(4) == Some(p.as_str()))
 }
 
 pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {

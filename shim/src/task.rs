@@ -370,9 +370,9 @@ impl Shim {
         if c.init.status() != Status::Running {
             return Err(TaskError::Precondition(format!("task {id} is not running")));
         }
-        let spec_file = c.bundle.join(format!("{}.json", p.exec_id));
+        let spec_file = c.bundle.join(format!("exec-{}.json", p.exec_id));
         std::fs::write(&spec_file, &p.spec).map_err(io_err("write exec process spec"))?;
-        let pid_file = c.bundle.join(format!("{}.pid", p.exec_id));
+        let pid_file = c.bundle.join(format!("exec-{}.pid", p.exec_id));
         let since = SystemTime::now();
         let launched = launch(
             &c.runtime,

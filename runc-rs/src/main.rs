@@ -1,4 +1,165 @@
+//! runc-rs: runc's command line over `runc_rs::commands`.
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+use runc_rs::commands::{self, CreateOpts};
+use runc_rs::logging::{self, LogConfig};
+
+#[derive(Parser)]
+#[command(name = "runc-rs", version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.0.2-dev"), about = "OCI runtime with runc's command line")]
+struct Cli {
+    /// Root directory for container state.
+    #[arg(long, global = true, default_value = "/run/runc-rs")]
+    root: PathBuf,
+    /// Log file (default stderr).
+    #[arg(long, global = true)]
+    log: Option<PathBuf>,
+    /// Log format: text or json.
+    #[arg(long = "log-format", global = true, default_value = "text")]
+    log_format: String,
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use systemd cgroups (not supported: fails with an error).
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Accepted for runc compatibility.
+    #[arg(long, global = true, num_args = 0..=1, default_missing_value = "auto")]
+    rootless: Option<String>,
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(clap::Args)]
+struct CreateArgs {
+    #[arg(short, long, default_value = ".")]
+    bundle: PathBuf,
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: u32,
+    id: String,
+}
+
+impl CreateArgs {
+    fn opts(self) -> CreateOpts {
+        let _ = self.no_new_keyring;
+        CreateOpts {
+            id: self.id,
+            bundle: self.bundle,
+            pid_file: self.pid_file,
+            console_socket: self.console_socket,
+            no_pivot: self.no_pivot,
+            preserve_fds: self.preserve_fds,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a container (its process waits for `start`).
+    Create(CreateArgs),
+    /// Start a created container.
+    Start { id: String },
+    /// Create and start a container.
+    Run {
+        #[command(flatten)]
+        create: CreateArgs,
+        #[arg(short, long)]
+        detach: bool,
+    },
+    /// Print the state of a container.
+    State { id: String },
+    /// Send a signal to the container's init (or all its processes).
+    Kill {
+        #[arg(short, long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container.
+    Delete {
+        #[arg(short, long)]
+        force: bool,
+        id: String,
+    },
+    /// List containers.
+    List {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Processes running in a container.
+    Ps {
+        #[arg(short, long, default_value = "table")]
+        format: String,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Freeze every process of a container.
+    Pause { id: String },
+    /// Thaw a paused container.
+    Resume { id: String },
+    /// Write a default config.json.
+    Spec {
+        #[arg(short, long, default_value = ".")]
+        bundle: PathBuf,
+    },
+    /// Print the features this runtime supports.
+    Features,
+}
+
 fn main() {
-    eprintln!("runc-rs: not implemented yet");
-    std::process::exit(1);
+    let cli = Cli::parse();
+    let to_stderr = logging::init(&LogConfig {
+        file: cli.log.clone(),
+        json: cli.log_format == "json",
+        debug: cli.debug,
+    });
+    let code = match dispatch(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            tracing::error!("{e}");
+            if !to_stderr {
+                eprintln!("{e}");
+            }
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn dispatch(cli: Cli) -> runc_rs::Result<i32> {
+    if cli.systemd_cgroup {
+        return Err(runc_rs::Error::InvalidArgument(
+            "systemd cgroup driver is not supported by runc-rs (this host has no systemd); use cgroupfs".into(),
+        ));
+    }
+    let root = cli.root;
+    match cli.cmd {
+        Cmd::Create(a) => commands::create(&root, &a.opts()).map(|_| 0),
+        Cmd::Start { id } => commands::start(&root, &id).map(|_| 0),
+        Cmd::Run { create, detach } => commands::run(&root, &create.opts(), detach),
+        Cmd::State { id } => commands::state(&root, &id).map(|_| 0),
+        Cmd::Kill { all, id, signal } => commands::kill(&root, &id, &signal, all).map(|_| 0),
+        Cmd::Delete { force, id } => commands::delete(&root, &id, force).map(|_| 0),
+        Cmd::List { format, quiet } => commands::list(&root, format == "json", quiet).map(|_| 0),
+        Cmd::Ps {
+            format,
+            id,
+            ps_args,
+        } => commands::ps(&root, &id, format == "json", &ps_args).map(|_| 0),
+        Cmd::Pause { id } => commands::pause(&root, &id).map(|_| 0),
+        Cmd::Resume { id } => commands::resume(&root, &id).map(|_| 0),
+        Cmd::Spec { bundle } => commands::spec(&bundle, cli.rootless.is_some()).map(|_| 0),
+        Cmd::Features => commands::features().map(|_| 0),
+    }
 }

@@ -1,0 +1,7 @@
+//! One function per runc command. `main.rs` parses flags and calls these.
+mod info;
+mod lifecycle;
+
+pub use crate::create::CreateOpts;
+pub use info::{features, list, ps, spec, state};
+pub use lifecycle::{create, delete, kill, pause, resume, run, start};

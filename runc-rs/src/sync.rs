@@ -1,0 +1,51 @@
+//! The sync channel between runc-rs and the container's init: a SOCK_SEQPACKET pair,
+//! one message per step (`go`, `hooks`, `ok`, `err:<message>`).
+use std::os::fd::{AsRawFd, OwnedFd};
+
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+
+use crate::error::{Context, Error, Result};
+
+pub const GO: &[u8] = b"go";
+pub const HOOKS: &[u8] = b"hooks";
+pub const OK: &[u8] = b"ok";
+pub const ERR: &[u8] = b"err:";
+
+pub fn pair() -> Result<(OwnedFd, OwnedFd)> {
+    socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )
+    .ctx(|| "socketpair".into())
+}
+
+pub fn send(fd: &OwnedFd, msg: &[u8]) -> Result<()> {
+    nix::unistd::write(fd, msg).ctx(|| "write sync message".into())?;
+    Ok(())
+}
+
+/// Reads one message; an empty vector means the peer closed its end.
+pub fn recv(fd: &OwnedFd) -> Result<Vec<u8>> {
+    let mut buf = vec![0u8; 65536];
+    loop {
+        match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
+            Ok(n) => {
+                buf.truncate(n);
+                return Ok(buf);
+            }
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => return Err(Error::sys("read sync message", e)),
+        }
+    }
+}
+
+/// Sends an error and leaves: only the init calls this.
+pub fn fail(fd: &OwnedFd, err: &Error) -> ! {
+    let mut msg = ERR.to_vec();
+    msg.extend_from_slice(err.to_string().as_bytes());
+    let _ = nix::unistd::write(fd, &msg);
+    // SAFETY: _exit ends the process without running the parent's destructors.
+    unsafe { libc::_exit(1) }
+}

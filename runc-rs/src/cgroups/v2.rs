@@ -253,7 +253,7 @@ mod tests {
         assert_eq!(read(&dir.join("cpu.max")), "50000 100000");
         assert_eq!(read(&dir.join("cpuset.cpus")), "0");
         assert_eq!(read(&dir.join("pids.max")), "42");
-        assert_eq!(read(&dir.join("io.weight")), "5046");
+        assert_eq!(read(&dir.join("io.weight")), "4950");
         assert_eq!(read(&dir.join("io.max")), "8:0 rbps=1048576");
         assert_eq!(read(&dir.join("hugetlb.2MB.max")), "4194304");
         assert_eq!(read(&dir.join("memory.high")), "90000000");

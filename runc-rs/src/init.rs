@@ -1,7 +1,7 @@
 //! The container's init, between clone and execve. Runs in the child only: every error
 //! goes back to runc-rs over the sync socket and the process leaves with _exit.
 use std::ffi::CString;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{OwnedFd, RawFd};
 use std::path::Path;
 
 use nix::sched::CloneFlags;
@@ -125,6 +125,13 @@ pub fn prepare_process(proc_: &Process, userns: bool, spec: &Spec) -> Result<Exe
     {
         tracing::debug!("selinux label skipped: no SELinux on this host");
     }
+    let seccomp = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
+    let nnp = proc_.no_new_privileges() == Some(true);
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: load it before the
+    // capabilities are dropped (as runc does); otherwise as late as possible.
+    if !nnp {
+        crate::seccomp::load(seccomp)?;
+    }
     let setgroups = !userns
         || std::fs::read_to_string("/proc/self/setgroups")
             .map(|s| s.trim() == "allow")
@@ -140,7 +147,9 @@ pub fn prepare_process(proc_: &Process, userns: bool, spec: &Spec) -> Result<Exe
         .ok_or_else(|| Error::Spec("args must not be empty".into()))?;
     let path = process::find_executable(arg0, &env)?;
     process::set_no_new_privs(proc_)?;
-    crate::seccomp::load(spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()))?;
+    if nnp {
+        crate::seccomp::load(seccomp)?;
+    }
     Ok(Exec {
         path: rootfs::cstr(&path)?,
         argv: process::cstrings(&args)?,
@@ -216,9 +225,4 @@ pub fn exec_now(exec: &Exec) -> ! {
     let _ = nix::unistd::execve(&exec.path, &exec.argv, &exec.envp);
     // SAFETY: _exit after a failed execve.
     unsafe { libc::_exit(127) }
-}
-
-#[allow(dead_code)]
-fn raw(fd: &OwnedFd) -> RawFd {
-    fd.as_raw_fd()
 }

@@ -104,6 +104,36 @@ enum Cmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// Run a new process in a running container.
+    Exec {
+        #[arg(short, long)]
+        process: Option<PathBuf>,
+        #[arg(short, long)]
+        detach: bool,
+        #[arg(long = "pid-file")]
+        pid_file: Option<PathBuf>,
+        #[arg(long = "console-socket")]
+        console_socket: Option<PathBuf>,
+        #[arg(short, long)]
+        tty: bool,
+        #[arg(short, long)]
+        env: Vec<String>,
+        #[arg(long)]
+        cwd: Option<PathBuf>,
+        #[arg(short, long)]
+        user: Option<String>,
+        #[arg(short = 'g', long = "additional-gids")]
+        additional_gids: Vec<u32>,
+        #[arg(short, long)]
+        cap: Vec<String>,
+        #[arg(long = "no-new-privs")]
+        no_new_privs: bool,
+        #[arg(long = "preserve-fds", default_value_t = 0)]
+        preserve_fds: u32,
+        id: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
     /// Freeze every process of a container.
     Pause { id: String },
     /// Thaw a paused container.
@@ -157,6 +187,40 @@ fn dispatch(cli: Cli) -> runc_rs::Result<i32> {
             id,
             ps_args,
         } => commands::ps(&root, &id, format == "json", &ps_args).map(|_| 0),
+        Cmd::Exec {
+            process,
+            detach,
+            pid_file,
+            console_socket,
+            tty,
+            env,
+            cwd,
+            user,
+            additional_gids,
+            cap,
+            no_new_privs,
+            preserve_fds,
+            id,
+            args,
+        } => commands::exec(
+            &root,
+            &commands::ExecOpts {
+                id,
+                process,
+                args,
+                detach,
+                pid_file,
+                console_socket,
+                tty,
+                env,
+                cwd,
+                user,
+                additional_gids,
+                caps: cap,
+                no_new_privs,
+                preserve_fds,
+            },
+        ),
         Cmd::Pause { id } => commands::pause(&root, &id).map(|_| 0),
         Cmd::Resume { id } => commands::resume(&root, &id).map(|_| 0),
         Cmd::Spec { bundle } => commands::spec(&bundle, cli.rootless.is_some()).map(|_| 0),

@@ -205,3 +205,56 @@ pub fn read_all(r: &mut impl std::io::Read) -> String {
     r.read_to_string(&mut s).expect("read output");
     s
 }
+
+/// Builds the static probe once per test binary and returns its path.
+pub fn probe_binary() -> PathBuf {
+    static PROBE: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    PROBE
+        .get_or_init(|| {
+            // BIN is <target>/debug/runc-rs.
+            let target = Path::new(BIN)
+                .parent()
+                .and_then(Path::parent)
+                .expect("target dir")
+                .to_path_buf();
+            let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../probe/Cargo.toml");
+            let st = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+                .args([
+                    "build",
+                    "-q",
+                    "--target",
+                    "x86_64-unknown-linux-gnu",
+                    "--manifest-path",
+                ])
+                .arg(&manifest)
+                .env("CARGO_TARGET_DIR", &target)
+                .env("RUSTFLAGS", "-C target-feature=+crt-static")
+                .status()
+                .expect("run cargo build for probe");
+            assert!(st.success(), "building the static probe failed");
+            target.join("x86_64-unknown-linux-gnu/debug/probe")
+        })
+        .clone()
+}
+
+impl Bundle {
+    /// Copies the static probe into the rootfs as /bin/probe.
+    pub fn add_probe(&self) {
+        std::fs::copy(probe_binary(), self.dir.join("rootfs/bin/probe")).expect("copy probe");
+    }
+
+    /// create + start with piped stdout; returns (stdout text, exit code).
+    pub fn run_to_end(&self) -> (String, i32) {
+        become_subreaper();
+        let mut create = self.create_piped(&[]);
+        let mut out = create.stdout.take().expect("stdout");
+        let st = create.wait().expect("wait create");
+        assert!(st.success(), "create failed: {}", self.log());
+        let pid = self.pid();
+        self.ok(&["start", &self.id]);
+        let text = read_all(&mut out);
+        let code = wait_pid(pid);
+        self.ok(&["delete", &self.id]);
+        (text, code)
+    }
+}

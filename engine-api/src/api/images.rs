@@ -1,0 +1,386 @@
+//! `/images/...` handlers. Names may contain `/` and `:`, so `/images/*rest` is split here.
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde_json::{json, Value};
+
+use super::containers::qbool;
+use crate::daemon::{events, Daemon};
+use crate::error::{ApiError, Result};
+use crate::images::Image;
+use crate::reference;
+
+type Q = Query<HashMap<String, String>>;
+
+fn summary(i: &Image, containers: i64) -> Value {
+    let tags: Vec<String> = i.names.iter().map(|n| reference::familiar(n)).collect();
+    json!({
+        "Id": i.meta.id,
+        "ParentId": "",
+        "RepoTags": tags,
+        "RepoDigests": [],
+        "Created": i.meta.created_unix(),
+        "Size": i.meta.size,
+        "SharedSize": -1,
+        "VirtualSize": i.meta.size,
+        "Labels": i.meta.config["config"]["Labels"].as_object().cloned().unwrap_or_default(),
+        "Containers": containers,
+    })
+}
+
+pub(super) async fn list(State(d): State<Arc<Daemon>>, Query(q): Q) -> Result<Json<Vec<Value>>> {
+    let filters =
+        events::parse_filters(q.get("filters").map(String::as_str)).map_err(ApiError::invalid)?;
+    let mut out = Vec::new();
+    for i in d.images.list().await? {
+        if let Some(dang) = filters.get("dangling").and_then(|v| v.first()) {
+            let is_dangling = i.names.is_empty();
+            if (dang == "true" || dang == "1") != is_dangling {
+                continue;
+            }
+        }
+        if let Some(refs) = filters.get("reference").filter(|r| !r.is_empty()) {
+            let ok = i.names.iter().any(|n| {
+                let fam = reference::familiar(n);
+                refs.iter()
+                    .any(|r| glob(r, &fam) || glob(r, fam.split(':').next().unwrap_or_default()))
+            });
+            if !ok {
+                continue;
+            }
+        }
+        if let Some(labels) = filters.get("label") {
+            let il = &i.meta.config["config"]["Labels"];
+            let ok = labels.iter().all(|l| match l.split_once('=') {
+                Some((k, v)) => il[k].as_str() == Some(v),
+                None => !il[l.as_str()].is_null(),
+            });
+            if !ok {
+                continue;
+            }
+        }
+        out.push(summary(&i, -1));
+    }
+    Ok(Json(out))
+}
+
+/// Shell-style `*` matching for `reference=` filters.
+fn glob(pattern: &str, s: &str) -> bool {
+    match pattern.split_once('*') {
+        None => pattern == s,
+        Some((pre, rest)) => {
+            if !s.starts_with(pre) {
+                return false;
+            }
+            let tail = &s[pre.len()..];
+            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob(rest, &tail[i..]))
+        }
+    }
+}
+
+pub(super) async fn load(State(d): State<Arc<Daemon>>, body: Bytes) -> Result<Response> {
+    let lines = d.images.load(&body).await?;
+    let mut out = String::new();
+    for l in &lines {
+        // dockerd prints the "Loaded image" lines even with quiet=1 (quiet hides progress bars).
+        out.push_str(&json!({"stream": format!("{l}\n")}).to_string());
+        out.push('\n');
+        if let Some(name) = l.strip_prefix("Loaded image: ") {
+            d.events.emit(
+                "image",
+                "load",
+                name,
+                [("name".to_string(), name.to_string())]
+                    .into_iter()
+                    .collect(),
+            );
+        }
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
+}
+
+pub(super) async fn create(Query(q): Q) -> Result<Response> {
+    let from = q.get("fromImage").cloned().unwrap_or_default();
+    if from.is_empty() || from == "-" {
+        return Err(ApiError::unimplemented(
+            "docker import is not supported yet",
+        ));
+    }
+    Err(ApiError::not_found(format!(
+        "pull access denied for {from}, repository does not exist or may require 'docker login': registry access is not implemented"
+    )))
+}
+
+async fn save_names(d: &Daemon, names: &[String]) -> Result<Response> {
+    let mut sel: Vec<(Image, Vec<String>)> = Vec::new();
+    for n in names {
+        let img = d.images.get(n).await?;
+        let tags = match reference::parse(n) {
+            Ok(r) if img.names.contains(&r.full()) && !n.starts_with("sha256:") => vec![r.full()],
+            _ => img.names.clone(),
+        };
+        match sel.iter_mut().find(|(i, _)| i.meta.id == img.meta.id) {
+            Some((_, t)) => t.extend(tags),
+            None => sel.push((img, tags)),
+        }
+    }
+    let tar = d.images.save(&sel).await?;
+    Ok(([(header::CONTENT_TYPE, "application/x-tar")], tar).into_response())
+}
+
+pub(super) async fn save_many(
+    State(d): State<Arc<Daemon>>,
+    uri: axum::http::Uri,
+) -> Result<Response> {
+    let names: Vec<String> = uri
+        .query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == "names")
+        .map(|(_, v)| percent_decode(v))
+        .collect();
+    save_names(&d, &names).await
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(if b[i] == b'+' { b' ' } else { b[i] });
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+pub(super) async fn prune(State(d): State<Arc<Daemon>>, Query(q): Q) -> Result<Json<Value>> {
+    let filters =
+        events::parse_filters(q.get("filters").map(String::as_str)).map_err(ApiError::invalid)?;
+    let all = filters
+        .get("dangling")
+        .and_then(|v| v.first())
+        .is_some_and(|v| v == "false" || v == "0");
+    let used: Vec<String> = d
+        .list(true, None, false, &Default::default())
+        .await?
+        .iter()
+        .filter_map(|c| c["ImageID"].as_str().map(str::to_string))
+        .collect();
+    let mut deleted = Vec::new();
+    let mut space = 0;
+    for i in d.images.list().await? {
+        if used.contains(&i.meta.id) || (!all && !i.names.is_empty()) {
+            continue;
+        }
+        for n in &i.names {
+            deleted.push(json!({"Untagged": reference::familiar(n)}));
+        }
+        d.images.delete_all(&i).await?;
+        deleted.push(json!({"Deleted": i.meta.id}));
+        space += i.meta.size;
+    }
+    Ok(Json(
+        json!({"ImagesDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": space}),
+    ))
+}
+
+/// `/images/{name}/json|history|tag|get|push` and `DELETE /images/{name}`.
+pub(super) async fn dispatch(
+    State(d): State<Arc<Daemon>>,
+    method: Method,
+    Path(rest): Path<String>,
+    Query(q): Q,
+) -> Result<Response> {
+    let rest = rest.trim_start_matches('/');
+    if method == Method::DELETE {
+        return remove(&d, rest, qbool(&q, "force")).await;
+    }
+    let (name, action) = match rest.rsplit_once('/') {
+        Some((n, a)) => (n, a),
+        None => return Err(ApiError::not_found("page not found")),
+    };
+    match (method.as_str(), action) {
+        ("GET", "json") => {
+            let i = d.images.get(name).await?;
+            Ok(Json(inspect(&i)).into_response())
+        }
+        ("GET", "history") => {
+            let i = d.images.get(name).await?;
+            Ok(Json(history(&i)).into_response())
+        }
+        ("GET", "get") => save_names(&d, &[name.to_string()]).await,
+        ("POST", "tag") => {
+            let i = d.images.get(name).await?;
+            let repo = q.get("repo").cloned().unwrap_or_default();
+            if repo.is_empty() {
+                return Err(ApiError::invalid(
+                    "repository name must have at least one component",
+                ));
+            }
+            let new = match q.get("tag").filter(|t| !t.is_empty()) {
+                Some(t) => format!("{repo}:{t}"),
+                None => repo,
+            };
+            d.images.tag(&i, &new).await?;
+            let r = reference::parse(&new).map_err(|e| ApiError::invalid(e.to_string()))?;
+            d.events.emit(
+                "image",
+                "tag",
+                &i.meta.id,
+                [("name".to_string(), reference::familiar(&r.full()))]
+                    .into_iter()
+                    .collect(),
+            );
+            Ok(StatusCode::CREATED.into_response())
+        }
+        ("POST", "push") => Err(ApiError::unimplemented(
+            "registry access is not implemented",
+        )),
+        _ => Err(ApiError::not_found("page not found")),
+    }
+}
+
+fn inspect(i: &Image) -> Value {
+    let c = &i.meta.config;
+    json!({
+        "Id": i.meta.id,
+        "RepoTags": i.names.iter().map(|n| reference::familiar(n)).collect::<Vec<_>>(),
+        "RepoDigests": [],
+        "Parent": "",
+        "Comment": c["comment"].as_str().unwrap_or_default(),
+        "Created": i.meta.created(),
+        "DockerVersion": c["docker_version"].as_str().unwrap_or_default(),
+        "Author": c["author"].as_str().unwrap_or_default(),
+        "Config": c["config"],
+        "Architecture": c["architecture"].as_str().unwrap_or("amd64"),
+        "Variant": c["variant"],
+        "Os": c["os"].as_str().unwrap_or("linux"),
+        "Size": i.meta.size,
+        "GraphDriver": {"Name": "overlayfs", "Data": null},
+        "RootFS": {"Type": "layers", "Layers": i.meta.diff_ids},
+        "Metadata": {"LastTagTime": crate::types::ZERO_TIME},
+        "Descriptor": {"mediaType": i.meta.manifest.media_type, "digest": i.meta.manifest.digest, "size": i.meta.manifest.size},
+    })
+}
+
+fn history(i: &Image) -> Value {
+    let hist = i.meta.config["history"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let mut layer = i.meta.layers.len();
+    let mut out = Vec::new();
+    for (n, h) in hist.iter().enumerate().rev() {
+        let empty = h["empty_layer"].as_bool().unwrap_or(false);
+        let size = if empty || layer == 0 {
+            0
+        } else {
+            layer -= 1;
+            i.meta.layers[layer].size
+        };
+        let created = h["created"]
+            .as_str()
+            .and_then(crate::types::parse_time)
+            .map(|t| t.timestamp())
+            .unwrap_or(0);
+        out.push(json!({
+            "Id": if n == hist.len() - 1 { i.meta.id.clone() } else { "<missing>".to_string() },
+            "Created": created,
+            "CreatedBy": h["created_by"].as_str().unwrap_or_default(),
+            "Tags": if n == hist.len() - 1 { json!(i.names.iter().map(|x| reference::familiar(x)).collect::<Vec<_>>()) } else { Value::Null },
+            "Size": size,
+            "Comment": h["comment"].as_str().unwrap_or_default(),
+        }));
+    }
+    json!(out)
+}
+
+async fn remove(d: &Daemon, name: &str, force: bool) -> Result<Response> {
+    let img = d.images.get(name).await?;
+    let users: Vec<Value> = d
+        .list(true, None, false, &Default::default())
+        .await?
+        .into_iter()
+        .filter(|c| c["ImageID"] == img.meta.id.as_str())
+        .collect();
+    let by_id =
+        name.starts_with("sha256:") || img.meta.id.trim_start_matches("sha256:").starts_with(name);
+    let mut out = Vec::new();
+    let full = reference::parse(name)
+        .ok()
+        .map(|r| r.full())
+        .filter(|f| img.names.contains(f));
+    match full {
+        Some(full) if !by_id || img.names.len() > 1 => {
+            // Removing one name: the image goes only with its last name and no container.
+            let last = img.names.len() == 1;
+            if last && !users.is_empty() && !force {
+                let cid = users[0]["Id"].as_str().unwrap_or_default();
+                return Err(ApiError::conflict(format!(
+                    "conflict: unable to remove repository reference \"{name}\" (must force) - container {} is using its referenced image {}",
+                    &cid[..12.min(cid.len())],
+                    &img.meta.id.trim_start_matches("sha256:")[..12]
+                )));
+            }
+            d.images
+                .untag(&img, &full, last && !users.is_empty())
+                .await?;
+            out.push(json!({"Untagged": reference::familiar(&full)}));
+            d.events.emit(
+                "image",
+                "untag",
+                &img.meta.id,
+                [("name".to_string(), reference::familiar(&full))]
+                    .into_iter()
+                    .collect(),
+            );
+            if last && users.is_empty() {
+                d.images.delete_all(&img).await?;
+                out.push(json!({"Deleted": img.meta.id}));
+                d.events
+                    .emit("image", "delete", &img.meta.id, Default::default());
+            }
+        }
+        _ => {
+            if !users.is_empty() {
+                let cid = users[0]["Id"].as_str().unwrap_or_default();
+                let running = users.iter().any(|c| c["State"] == "running");
+                if !force || running {
+                    return Err(ApiError::conflict(format!(
+                        "conflict: unable to delete {} (must be forced) - image is being used by {} container {}",
+                        &img.meta.id.trim_start_matches("sha256:")[..12],
+                        if running { "running" } else { "stopped" },
+                        &cid[..12.min(cid.len())]
+                    )));
+                }
+            }
+            if img.names.len() > 1 && !force {
+                return Err(ApiError::conflict(format!(
+                    "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+                    &img.meta.id.trim_start_matches("sha256:")[..12]
+                )));
+            }
+            for n in &img.names {
+                out.push(json!({"Untagged": reference::familiar(n)}));
+            }
+            d.images.delete_all(&img).await?;
+            out.push(json!({"Deleted": img.meta.id}));
+            d.events
+                .emit("image", "delete", &img.meta.id, Default::default());
+        }
+    }
+    Ok(Json(out).into_response())
+}

@@ -1,0 +1,608 @@
+//! Start, stop, kill, exit monitoring, restart policies and removal.
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::Signal;
+
+use super::stdio::{spawn_copier, Fifos, JsonLog};
+use super::{Ctr, Daemon};
+use crate::containerd::{NewContainer, TaskStatus};
+use crate::error::{ApiError, Result};
+use crate::spec;
+use crate::types;
+
+/// How long the copiers may take to drain after an exit before the exit is recorded.
+const DRAIN: Duration = Duration::from_secs(2);
+
+/// Parses `SIGTERM`, `TERM`, `15`.
+pub(crate) fn parse_signal(s: &str) -> Result<u32> {
+    if let Ok(n) = s.parse::<u32>() {
+        if n == 0 || n > 64 {
+            return Err(ApiError::invalid(format!("Invalid signal: {s}")));
+        }
+        return Ok(n);
+    }
+    let up = s.to_ascii_uppercase();
+    let name = if up.starts_with("SIG") {
+        up
+    } else {
+        format!("SIG{up}")
+    };
+    name.parse::<Signal>()
+        .map(|sig| sig as i32 as u32)
+        .map_err(|_| ApiError::invalid(format!("Invalid signal: {s}")))
+}
+
+fn exit_code_for_start_error(msg: &str) -> i64 {
+    let m = msg.to_ascii_lowercase();
+    if m.contains("no such file") || m.contains("not found") {
+        127
+    } else if m.contains("permission denied") {
+        126
+    } else {
+        128
+    }
+}
+
+impl Daemon {
+    /// `POST /containers/{id}/start`. `Ok(false)` when it was already running (304).
+    pub async fn start(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<bool> {
+        let _op = c.op.lock().await;
+        if c.is_running() {
+            return Ok(false);
+        }
+        if c.update(|r| r.state.status == "removing" || r.state.dead) {
+            return Err(ApiError::conflict(
+                "container is marked for removal and cannot be started",
+            ));
+        }
+        c.update(|r| r.manually_stopped = false);
+        match self.start_locked(c).await {
+            Ok(()) => Ok(true),
+            Err(e) => {
+                let code = exit_code_for_start_error(e.message());
+                c.update(|r| {
+                    r.state.error = e.message().to_string();
+                    r.state.exit_code = code;
+                    r.state.status = if r.has_been_started {
+                        "exited".into()
+                    } else {
+                        "created".into()
+                    };
+                });
+                let _ = self.save(c);
+                Err(e)
+            }
+        }
+    }
+
+    async fn start_locked(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<()> {
+        let rec = c.record();
+        let id = rec.id.clone();
+        let snap = &self.config.snapshotter;
+        if !self.cd.snapshot_exists(snap, &id).await? {
+            self.cd
+                .prepare(None, snap, &id, &rec.snapshot_parent)
+                .await?;
+        }
+        let mounts = self.cd.mounts(snap, &id).await?;
+        self.write_etc_files(&rec)?;
+        let passwd;
+        let group;
+        let needs_names = rec
+            .config
+            .user
+            .split(':')
+            .any(|p| !p.is_empty() && p.parse::<u32>().is_err() && p != "root");
+        if needs_names {
+            let img = self.images.get(&rec.image).await?;
+            passwd = self.images.read_file(&img.meta, "etc/passwd").await;
+            group = self.images.read_file(&img.meta, "etc/group").await;
+        } else {
+            passwd = None;
+            group = None;
+        }
+        let init = self.init_binary();
+        let dir = self.container_dir(&id);
+        let ctx = spec::SpecContext {
+            container_dir: &dir,
+            cgroup_parent: &self.config.cgroup_parent,
+            image_env: &[],
+            passwd: passwd.as_deref(),
+            group: group.as_deref(),
+            init_binary: init.as_deref(),
+        };
+        let spec = spec::generate(&rec, &ctx).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let spec_json = serde_json::to_vec(&spec).map_err(|e| ApiError::io("encode spec", e))?;
+        let mut labels = std::collections::HashMap::new();
+        for (k, v) in rec.config.labels.clone().unwrap_or_default() {
+            labels.insert(k, v);
+        }
+        labels.insert("com.docker/engine.bundle.path".into(), String::new());
+        labels.retain(|_, v| !v.is_empty());
+        self.cd
+            .create_container(NewContainer {
+                id: id.clone(),
+                image: rec.config.image.clone(),
+                labels,
+                runtime_binary: self
+                    .config
+                    .runtimes
+                    .get(&rec.runtime)
+                    .cloned()
+                    .unwrap_or_default(),
+                runtime_root: String::new(),
+                spec_json,
+                snapshotter: snap.clone(),
+            })
+            .await?;
+        // A stale task from an earlier run (e.g. a daemon crash) would make Create fail.
+        let _ = self.cd.delete_task(&id).await;
+        let tty = rec.config.tty;
+        let fifos = Fifos::new(&self.fifo_dir(&id), "init", rec.config.open_stdin, tty);
+        fifos.create()?;
+        let opened = fifos.open(true)?;
+        // Published to attached clients only once the process exists (CloseIO needs the task).
+        let stdin = opened.stdin;
+        if let Ok(mut p) = c.hub.process.lock() {
+            *p = Some((self.cd.clone(), id.clone(), String::new()));
+        }
+        let created = self.cd.create_task(&id, mounts, &fifos.stdio(tty)).await;
+        drop(opened.holders);
+        if let Err(e) = created {
+            fifos.remove();
+            return Err(e);
+        }
+        let log = Arc::new(JsonLog::open(&self.log_path(&id)));
+        let handles: Vec<_> = opened
+            .readers
+            .into_iter()
+            .map(|(stream, rx)| spawn_copier(stream, rx, c.hub.clone(), log.clone()))
+            .collect();
+        if let Ok(mut h) = c.copiers.lock() {
+            *h = handles;
+        }
+        let pid = match self.cd.start_task(&id, "").await {
+            Ok(pid) => pid,
+            Err(e) => {
+                let _ = self.cd.delete_task(&id).await;
+                c.hub.close_stdin().await;
+                return Err(e);
+            }
+        };
+        *c.hub.stdin.lock().await = stdin;
+        c.update(|r| {
+            r.state = types::State {
+                status: "running".into(),
+                running: true,
+                pid: pid as i64,
+                started_at: types::now_rfc3339(),
+                finished_at: r.state.finished_at.clone(),
+                exit_code: 0,
+                ..Default::default()
+            };
+            r.has_been_started = true;
+        });
+        self.save(c)?;
+        c.gen.send_modify(|g| g.running = true);
+        self.emit_container(c, "start");
+        self.spawn_monitor(c.clone());
+        tracing::info!(container_id = %id, pid, "container started");
+        Ok(())
+    }
+
+    fn init_binary(&self) -> Option<std::path::PathBuf> {
+        let beside = std::env::current_exe().ok()?.parent()?.join("engine-init");
+        beside.is_file().then_some(beside)
+    }
+
+    /// hostname, hosts and resolv.conf in the container dir (bind-mounted by the spec).
+    fn write_etc_files(&self, rec: &types::ContainerRecord) -> Result<()> {
+        let dir = self.container_dir(&rec.id);
+        std::fs::create_dir_all(&dir).map_err(|e| ApiError::io("create container dir", e))?;
+        let host = spec::hostname(rec);
+        let w = |name: &str, data: String| {
+            std::fs::write(dir.join(name), data).map_err(|e| ApiError::io("write etc file", e))
+        };
+        w("hostname", format!("{host}\n"))?;
+        let mut hosts = String::from(
+            "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
+        );
+        for h in rec.host_config.extra_hosts.iter().flatten() {
+            if let Some((name, ip)) = h.split_once(':') {
+                hosts.push_str(&format!("{ip}\t{name}\n"));
+            }
+        }
+        w("hosts", hosts)?;
+        let mut resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        if let Some(dns) = rec.host_config.dns.as_ref().filter(|d| !d.is_empty()) {
+            resolv = dns.iter().map(|d| format!("nameserver {d}\n")).collect();
+        }
+        w("resolv.conf", resolv)
+    }
+
+    fn spawn_monitor(self: &Arc<Self>, c: Arc<Ctr>) {
+        let d = self.clone();
+        tokio::spawn(async move { d.monitor(c).await });
+    }
+
+    /// Waits for the task to exit, across containerd restarts, then records the exit.
+    async fn monitor(self: Arc<Self>, c: Arc<Ctr>) {
+        let mut not_found = 0;
+        let exit = loop {
+            match self.cd.wait(&c.id, "").await {
+                Ok(e) => break Some(e),
+                Err(s) if s.code() == tonic::Code::NotFound => {
+                    not_found += 1;
+                    if not_found > 10 {
+                        break None;
+                    }
+                }
+                Err(s) => {
+                    tracing::debug!(container_id = %c.id, code = ?s.code(), message = s.message(), "wait interrupted; reconnecting");
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        };
+        let code = exit.map(|e| e.status as i64).unwrap_or(255);
+        self.handle_exit(&c, code).await;
+    }
+
+    async fn handle_exit(self: &Arc<Self>, c: &Arc<Ctr>, code: i64) {
+        // As dockerd: delete the task (the shim closes its FIFO ends), then drain the copiers.
+        if let Err(e) = self.cd.delete_task(&c.id).await {
+            tracing::warn!(container_id = %c.id, error = %e, "delete task");
+        }
+        let handles: Vec<_> = c
+            .copiers
+            .lock()
+            .map(|mut h| std::mem::take(&mut *h))
+            .unwrap_or_default();
+        for h in handles {
+            let _ = tokio::time::timeout(DRAIN, h).await;
+        }
+        c.hub.close();
+        c.hub.close_stdin().await;
+        let oom = self.oom_killed(&c.id, code);
+        Fifos::new(&self.fifo_dir(&c.id), "init", true, false).remove();
+        c.update(|r| {
+            r.state.running = false;
+            r.state.paused = false;
+            r.state.status = "exited".into();
+            r.state.pid = 0;
+            r.state.exit_code = code;
+            r.state.oom_killed = oom;
+            r.state.finished_at = types::now_rfc3339();
+        });
+        if let Err(e) = self.save(c) {
+            tracing::warn!(container_id = %c.id, error = %e, "save state");
+        }
+        if oom {
+            self.emit_container(c, "oom");
+        }
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert("exitCode".to_string(), code.to_string());
+        self.emit_container_with(c, "die", extra);
+        c.gen.send_modify(|g| {
+            g.exits += 1;
+            g.exit_code = code;
+            g.running = false;
+        });
+        tracing::info!(container_id = %c.id, exit_code = code, "container exited");
+        let rec = c.record();
+        if rec.host_config.auto_remove {
+            if let Err(e) = self.remove(c, true, false).await {
+                tracing::warn!(container_id = %c.id, error = %e, "auto-remove");
+            }
+            return;
+        }
+        if self.should_restart(&rec, code) {
+            let d = self.clone();
+            let c = c.clone();
+            tokio::spawn(async move { d.restart_after_exit(c).await });
+        }
+    }
+
+    /// Whether the memory cgroup recorded an OOM kill for this container (cgroup v1).
+    fn oom_killed(&self, id: &str, code: i64) -> bool {
+        if code != 137 {
+            return false;
+        }
+        let path = format!(
+            "/sys/fs/cgroup/memory/{}/{id}/memory.oom_control",
+            self.config.cgroup_parent
+        );
+        std::fs::read_to_string(path)
+            .map(|s| {
+                s.lines()
+                    .any(|l| l.starts_with("oom_kill ") && l.trim_end() != "oom_kill 0")
+            })
+            .unwrap_or(false)
+    }
+
+    fn should_restart(&self, rec: &types::ContainerRecord, code: i64) -> bool {
+        if rec.manually_stopped {
+            return false;
+        }
+        let p = &rec.host_config.restart_policy;
+        match p.name.as_str() {
+            "always" | "unless-stopped" => true,
+            "on-failure" => {
+                code != 0
+                    && (p.maximum_retry_count == 0 || rec.restart_count < p.maximum_retry_count)
+            }
+            _ => false,
+        }
+    }
+
+    async fn restart_after_exit(self: Arc<Self>, c: Arc<Ctr>) {
+        let count = c.update(|r| r.restart_count);
+        let delay = Duration::from_millis(100u64.saturating_mul(1 << count.clamp(0, 10)));
+        c.update(|r| {
+            r.state.restarting = true;
+            r.state.status = "restarting".into();
+        });
+        tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
+        if c.update(|r| r.manually_stopped || !r.state.restarting) {
+            return;
+        }
+        c.update(|r| {
+            r.restart_count += 1;
+            r.state.restarting = false;
+        });
+        if let Err(e) = self.start(&c).await {
+            tracing::warn!(container_id = %c.id, error = %e, "restart policy start");
+        }
+    }
+
+    /// Sends a signal to the init process.
+    pub async fn kill(&self, c: &Ctr, signal: Option<&str>) -> Result<()> {
+        let sig = match signal.filter(|s| !s.is_empty()) {
+            Some(s) => parse_signal(s)?,
+            None => Signal::SIGKILL as i32 as u32,
+        };
+        if !c.is_running() {
+            return Err(ApiError::conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        if sig == Signal::SIGKILL as i32 as u32 {
+            c.update(|r| r.manually_stopped = true);
+        }
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert("signal".to_string(), sig.to_string());
+        self.emit_container_with(c, "kill", extra);
+        self.cd.kill(&c.id, "", sig, false).await
+    }
+
+    /// Waits until the exit counter passes `after` or the timeout elapses.
+    async fn wait_exit(&self, c: &Ctr, after: u64, timeout: Duration) -> bool {
+        let mut rx = c.gen.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|g| g.exits > after || g.removed))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
+    /// `Ok(false)` when it was not running (304).
+    pub async fn stop(&self, c: &Ctr, timeout: Option<i64>, signal: Option<&str>) -> Result<bool> {
+        let _op = c.op.lock().await;
+        c.update(|r| {
+            r.manually_stopped = true;
+            r.state.restarting = false;
+        });
+        if !c.is_running() {
+            let _ = self.save(c);
+            return Ok(false);
+        }
+        let rec = c.record();
+        let sig = match signal
+            .filter(|s| !s.is_empty())
+            .or(rec.config.stop_signal.as_deref())
+        {
+            Some(s) => parse_signal(s)?,
+            None => Signal::SIGTERM as i32 as u32,
+        };
+        let secs = timeout.or(rec.config.stop_timeout).unwrap_or(10);
+        let before = c.gen.borrow().exits;
+        let mut extra = std::collections::BTreeMap::new();
+        extra.insert("signal".to_string(), sig.to_string());
+        self.emit_container_with(c, "kill", extra);
+        if let Err(e) = self.cd.kill(&c.id, "", sig, false).await {
+            tracing::warn!(container_id = %c.id, error = %e, "stop signal");
+        }
+        let wait = if secs < 0 {
+            Duration::from_secs(u64::MAX / 4)
+        } else {
+            Duration::from_secs(secs as u64)
+        };
+        if !self.wait_exit(c, before, wait).await {
+            tracing::info!(container_id = %c.id, "stop timeout; sending SIGKILL");
+            self.cd
+                .kill(&c.id, "", Signal::SIGKILL as i32 as u32, true)
+                .await?;
+            if !self.wait_exit(c, before, Duration::from_secs(30)).await {
+                return Err(ApiError::internal("container did not exit after SIGKILL"));
+            }
+        }
+        self.emit_container(c, "stop");
+        Ok(true)
+    }
+
+    /// `POST /containers/{id}/restart`.
+    pub async fn restart(
+        self: &Arc<Self>,
+        c: &Arc<Ctr>,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+    ) -> Result<()> {
+        self.stop(c, timeout, signal).await?;
+        self.start(c).await?;
+        c.update(|r| r.manually_stopped = false);
+        self.emit_container(c, "restart");
+        Ok(())
+    }
+
+    /// `DELETE /containers/{id}`.
+    pub async fn remove(&self, c: &Arc<Ctr>, force: bool, _volumes: bool) -> Result<()> {
+        if c.is_running() {
+            if !force {
+                let state = if c.state().paused {
+                    "paused"
+                } else {
+                    "running"
+                };
+                return Err(ApiError::conflict(format!(
+                    "cannot remove container \"{}\": container is {state}: stop the container before removing or force remove",
+                    c.name()
+                )));
+            }
+            let before = c.gen.borrow().exits;
+            c.update(|r| r.manually_stopped = true);
+            if c.state().paused {
+                let _ = self.cd.resume(&c.id).await;
+            }
+            self.cd
+                .kill(&c.id, "", Signal::SIGKILL as i32 as u32, true)
+                .await?;
+            self.wait_exit(c, before, Duration::from_secs(30)).await;
+        }
+        let _op = c.op.lock().await;
+        if c.gen.borrow().removed {
+            return Ok(());
+        }
+        c.update(|r| r.state.status = "removing".into());
+        let _ = self.cd.delete_task(&c.id).await;
+        self.cd.delete_container(&c.id).await?;
+        self.cd
+            .remove_snapshot(&self.config.snapshotter, &c.id)
+            .await?;
+        let _ = std::fs::remove_dir_all(self.container_dir(&c.id));
+        let _ = std::fs::remove_dir_all(self.fifo_dir(&c.id));
+        self.store.delete(&c.id)?;
+        self.forget(&c.id);
+        self.remove_execs_of(&c.id);
+        self.emit_container(c, "destroy");
+        c.gen.send_modify(|g| g.removed = true);
+        Ok(())
+    }
+
+    /// `POST /containers/{id}/pause` and `unpause`.
+    pub async fn pause(&self, c: &Ctr, pause: bool) -> Result<()> {
+        let _op = c.op.lock().await;
+        let s = c.state();
+        if !s.running {
+            return Err(ApiError::conflict(format!(
+                "Container {} is not running",
+                c.id
+            )));
+        }
+        if pause {
+            if s.paused {
+                return Err(ApiError::conflict(format!(
+                    "Container {} is already paused",
+                    c.id
+                )));
+            }
+            self.cd.pause(&c.id).await?;
+        } else {
+            if !s.paused {
+                return Err(ApiError::conflict(format!(
+                    "Container {} is not paused",
+                    c.id
+                )));
+            }
+            self.cd.resume(&c.id).await?;
+        }
+        c.update(|r| {
+            r.state.paused = pause;
+            r.state.status = if pause {
+                "paused".into()
+            } else {
+                "running".into()
+            };
+        });
+        self.save(c)?;
+        self.emit_container(c, if pause { "pause" } else { "unpause" });
+        Ok(())
+    }
+
+    /// After a daemon restart: re-attach to a running task or record its exit.
+    pub(super) async fn restore_one(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<()> {
+        let rec = c.record();
+        if !rec.state.running && !rec.state.restarting {
+            let policy = rec.host_config.restart_policy.name.as_str();
+            let restart =
+                policy == "always" || (policy == "unless-stopped" && !rec.manually_stopped);
+            if restart && rec.has_been_started {
+                self.start(c).await?;
+            }
+            return Ok(());
+        }
+        match self.cd.get_task(&c.id).await? {
+            Some(t)
+                if matches!(
+                    t.status,
+                    TaskStatus::Running | TaskStatus::Paused | TaskStatus::Pausing
+                ) =>
+            {
+                let fifos = Fifos::new(
+                    &self.fifo_dir(&c.id),
+                    "init",
+                    rec.config.open_stdin,
+                    rec.config.tty,
+                );
+                match fifos.open(false) {
+                    Ok(opened) => {
+                        *c.hub.stdin.lock().await = opened.stdin;
+                        if let Ok(mut p) = c.hub.process.lock() {
+                            *p = Some((self.cd.clone(), c.id.clone(), String::new()));
+                        }
+                        let log = Arc::new(JsonLog::open(&self.log_path(&c.id)));
+                        let handles: Vec<_> = opened
+                            .readers
+                            .into_iter()
+                            .map(|(s, rx)| spawn_copier(s, rx, c.hub.clone(), log.clone()))
+                            .collect();
+                        if let Ok(mut h) = c.copiers.lock() {
+                            *h = handles;
+                        }
+                    }
+                    Err(e) => tracing::warn!(container_id = %c.id, error = %e, "reopen fifos"),
+                }
+                c.update(|r| {
+                    r.state.pid = t.pid as i64;
+                    r.state.paused = t.status != TaskStatus::Running;
+                    r.state.status = if r.state.paused {
+                        "paused".into()
+                    } else {
+                        "running".into()
+                    };
+                });
+                self.save(c)?;
+                c.gen.send_modify(|g| g.running = true);
+                self.spawn_monitor(c.clone());
+                tracing::info!(container_id = %c.id, pid = t.pid, "container found running again");
+            }
+            Some(t) => self.handle_exit(c, t.exit_status as i64).await,
+            None => self.handle_exit(c, 255).await,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn signals_parse_like_docker() {
+        assert_eq!(parse_signal("SIGTERM").expect("SIGTERM"), 15);
+        assert_eq!(parse_signal("term").expect("term"), 15);
+        assert_eq!(parse_signal("9").expect("9"), 9);
+        assert_eq!(parse_signal("USR1").expect("USR1"), 10);
+        assert!(parse_signal("NOPE").is_err());
+        assert!(parse_signal("0").is_err());
+    }
+}

@@ -1,0 +1,573 @@
+//! Images: `docker load` into the containerd content store + unpacking into snapshots, and the
+//! image views (list, inspect, lookup by name or ID).
+use std::collections::{BTreeMap, HashMap};
+use std::io::Read;
+use std::sync::Mutex;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use crate::containerd::{Containerd, Descriptor};
+use crate::error::{ApiError, Result};
+use crate::reference;
+
+pub const MT_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+pub const MT_CONFIG: &str = "application/vnd.docker.container.image.v1+json";
+pub const MT_LAYER: &str = "application/vnd.docker.image.rootfs.diff.tar";
+const DANGLING: &str = "moby-dangling@";
+
+/// What engine-api knows about one image (one manifest).
+#[derive(Debug, Clone)]
+pub struct ImageMeta {
+    /// The config digest: Docker's image ID.
+    pub id: String,
+    pub manifest: Descriptor,
+    pub config: Value,
+    pub layers: Vec<Descriptor>,
+    pub diff_ids: Vec<String>,
+    /// Chain IDs of the layers; the last one is the container snapshots' parent.
+    pub chain_ids: Vec<String>,
+    pub size: i64,
+}
+
+impl ImageMeta {
+    pub fn top_chain(&self) -> String {
+        self.chain_ids.last().cloned().unwrap_or_default()
+    }
+    pub fn created(&self) -> String {
+        self.config["created"]
+            .as_str()
+            .unwrap_or(crate::types::ZERO_TIME)
+            .to_string()
+    }
+    pub fn created_unix(&self) -> i64 {
+        crate::types::parse_time(&self.created())
+            .map(|t| t.timestamp())
+            .unwrap_or(0)
+    }
+}
+
+/// An image with all the names that point at it.
+#[derive(Debug, Clone)]
+pub struct Image {
+    pub meta: ImageMeta,
+    /// Full normalized names (`docker.io/library/busybox:latest`).
+    pub names: Vec<String>,
+    pub created_at: i64,
+}
+
+/// The image service.
+pub struct Images {
+    cd: Containerd,
+    snapshotter: String,
+    cache: Mutex<HashMap<String, ImageMeta>>,
+}
+
+fn sha256(data: &[u8]) -> String {
+    format!("sha256:{}", hex::encode(Sha256::digest(data)))
+}
+
+/// containerd's chain IDs: chain(0) = diff(0); chain(n) = sha256(chain(n-1) + " " + diff(n)).
+pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::with_capacity(diff_ids.len());
+    for d in diff_ids {
+        let next = match out.last() {
+            None => d.clone(),
+            Some(prev) => sha256(format!("{prev} {d}").as_bytes()),
+        };
+        out.push(next);
+    }
+    out
+}
+
+/// The files of a `docker save` tar, symlinks resolved.
+fn read_archive(tar_bytes: &[u8]) -> Result<HashMap<String, Vec<u8>>> {
+    let mut files = HashMap::new();
+    let mut links = Vec::new();
+    let mut ar = tar::Archive::new(tar_bytes);
+    let entries = ar
+        .entries()
+        .map_err(|e| ApiError::invalid(format!("invalid tar: {e}")))?;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| ApiError::invalid(format!("invalid tar: {e}")))?;
+        let path = entry.path().map_err(|e| ApiError::invalid(e.to_string()))?;
+        let path = path.to_string_lossy().trim_start_matches("./").to_string();
+        let kind = entry.header().entry_type();
+        if kind.is_symlink() || kind.is_hard_link() {
+            if let Ok(Some(target)) = entry.link_name() {
+                links.push((
+                    path,
+                    target.to_string_lossy().into_owned(),
+                    kind.is_symlink(),
+                ));
+            }
+            continue;
+        }
+        if !kind.is_file() {
+            continue;
+        }
+        let mut data = Vec::new();
+        entry
+            .read_to_end(&mut data)
+            .map_err(|e| ApiError::invalid(format!("invalid tar entry {path}: {e}")))?;
+        files.insert(path, data);
+    }
+    for (path, target, symlink) in links {
+        let resolved = if symlink {
+            let base = std::path::Path::new(&path)
+                .parent()
+                .unwrap_or(std::path::Path::new(""));
+            normalize(&base.join(&target).to_string_lossy())
+        } else {
+            target.trim_start_matches("./").to_string()
+        };
+        if let Some(d) = files.get(&resolved).cloned() {
+            files.insert(path, d);
+        }
+    }
+    Ok(files)
+}
+
+fn normalize(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    parts.join("/")
+}
+
+fn decompress(data: Vec<u8>) -> Result<Vec<u8>> {
+    if data.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(data.as_slice())
+            .read_to_end(&mut out)
+            .map_err(|e| ApiError::invalid(format!("invalid gzip layer: {e}")))?;
+        Ok(out)
+    } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+        Err(ApiError::invalid(
+            "zstd layers are not supported by docker load here",
+        ))
+    } else {
+        Ok(data)
+    }
+}
+
+impl Images {
+    pub fn new(cd: Containerd, snapshotter: &str) -> Self {
+        Images {
+            cd,
+            snapshotter: snapshotter.to_string(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Loads a `docker save` tar; returns the progress lines (`Loaded image: busybox:latest`).
+    pub async fn load(&self, tar_bytes: &[u8]) -> Result<Vec<String>> {
+        let files = read_archive(tar_bytes)?;
+        let manifest = files.get("manifest.json").ok_or_else(|| {
+            ApiError::invalid(
+                "invalid tar: no manifest.json (only docker save format is supported)",
+            )
+        })?;
+        let entries: Vec<Value> = serde_json::from_slice(manifest)
+            .map_err(|e| ApiError::invalid(format!("invalid manifest.json: {e}")))?;
+        let lease = self.cd.create_lease().await?;
+        let result = self.load_entries(&files, &entries, &lease).await;
+        if let Err(e) = self.cd.delete_lease(&lease).await {
+            tracing::warn!(error = %e, lease, "delete lease");
+        }
+        result
+    }
+
+    async fn load_entries(
+        &self,
+        files: &HashMap<String, Vec<u8>>,
+        entries: &[Value],
+        lease: &str,
+    ) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        for entry in entries {
+            let cfg_path = entry["Config"]
+                .as_str()
+                .ok_or_else(|| ApiError::invalid("manifest.json: no Config"))?;
+            let config_bytes = files
+                .get(cfg_path)
+                .ok_or_else(|| ApiError::invalid(format!("invalid tar: missing {cfg_path}")))?;
+            let config: Value = serde_json::from_slice(config_bytes)
+                .map_err(|e| ApiError::invalid(format!("invalid image config: {e}")))?;
+            let config_digest = sha256(config_bytes);
+            let mut layers = Vec::new();
+            let mut diff_ids = Vec::new();
+            for l in entry["Layers"].as_array().into_iter().flatten() {
+                let p = l.as_str().unwrap_or_default();
+                let data = files
+                    .get(p)
+                    .cloned()
+                    .ok_or_else(|| ApiError::invalid(format!("invalid tar: missing layer {p}")))?;
+                let data = decompress(data)?;
+                let digest = sha256(&data);
+                diff_ids.push(digest.clone());
+                layers.push((digest, data));
+            }
+            let want: Vec<String> = config["rootfs"]["diff_ids"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            if want != diff_ids {
+                return Err(ApiError::invalid(
+                    "layer digests do not match the image config diff_ids",
+                ));
+            }
+            let mut layer_descs = Vec::new();
+            for (digest, data) in layers {
+                let size = data.len() as i64;
+                self.cd
+                    .write_blob(lease, &digest, data.into(), HashMap::new())
+                    .await?;
+                layer_descs.push(Descriptor {
+                    media_type: MT_LAYER.to_string(),
+                    digest,
+                    size,
+                    ..Default::default()
+                });
+            }
+            let chains = chain_ids(&diff_ids);
+            let mut cfg_labels = HashMap::new();
+            if let Some(top) = chains.last() {
+                cfg_labels.insert(
+                    format!("containerd.io/gc.ref.snapshot.{}", self.snapshotter),
+                    top.clone(),
+                );
+            }
+            self.cd
+                .write_blob(
+                    lease,
+                    &config_digest,
+                    config_bytes.clone().into(),
+                    cfg_labels.clone(),
+                )
+                .await?;
+            let manifest = json!({
+                "schemaVersion": 2,
+                "mediaType": MT_MANIFEST,
+                "config": {"mediaType": MT_CONFIG, "size": config_bytes.len(), "digest": config_digest},
+                "layers": layer_descs.iter().map(|d| json!({"mediaType": d.media_type, "size": d.size, "digest": d.digest})).collect::<Vec<_>>(),
+            });
+            let manifest_bytes =
+                serde_json::to_vec(&manifest).map_err(|e| ApiError::io("encode manifest", e))?;
+            let manifest_digest = sha256(&manifest_bytes);
+            let mut labels = HashMap::new();
+            labels.insert(
+                "containerd.io/gc.ref.content.config".to_string(),
+                config_digest.clone(),
+            );
+            for (i, d) in layer_descs.iter().enumerate() {
+                labels.insert(
+                    format!("containerd.io/gc.ref.content.l.{i}"),
+                    d.digest.clone(),
+                );
+            }
+            let manifest_size = manifest_bytes.len() as i64;
+            self.cd
+                .write_blob(lease, &manifest_digest, manifest_bytes.into(), labels)
+                .await?;
+            self.unpack(lease, &layer_descs, &chains).await?;
+            self.cd.label_blob(&config_digest, cfg_labels).await?;
+            let target = Descriptor {
+                media_type: MT_MANIFEST.to_string(),
+                digest: manifest_digest.clone(),
+                size: manifest_size,
+                ..Default::default()
+            };
+            let tags: Vec<String> = entry["RepoTags"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.as_str().map(str::to_string))
+                .collect();
+            if tags.is_empty() {
+                self.cd
+                    .put_image(&format!("{DANGLING}{manifest_digest}"), target.clone())
+                    .await?;
+                out.push(format!("Loaded image ID: {config_digest}"));
+            }
+            for tag in tags {
+                let r = reference::parse(&tag).map_err(|e| ApiError::invalid(e.to_string()))?;
+                self.untag_dangling(&manifest_digest).await;
+                self.cd.put_image(&r.full(), target.clone()).await?;
+                out.push(format!("Loaded image: {}", reference::familiar(&r.full())));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn untag_dangling(&self, manifest_digest: &str) {
+        let _ = self
+            .cd
+            .delete_image(&format!("{DANGLING}{manifest_digest}"))
+            .await;
+    }
+
+    /// Unpacks layers as containerd's unpacker does: Prepare → Diff.Apply → Commit(chainID).
+    async fn unpack(&self, lease: &str, layers: &[Descriptor], chains: &[String]) -> Result<()> {
+        let mut parent = String::new();
+        for (layer, chain) in layers.iter().zip(chains) {
+            if !self.cd.snapshot_exists(&self.snapshotter, chain).await? {
+                let key = format!("extract-{} {chain}", rand::random::<u32>());
+                let mounts = self
+                    .cd
+                    .prepare(Some(lease), &self.snapshotter, &key, &parent)
+                    .await?;
+                let applied = async {
+                    self.cd.apply(lease, layer.clone(), mounts).await?;
+                    self.cd.commit(lease, &self.snapshotter, chain, &key).await
+                }
+                .await;
+                match applied {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == errdefs::Kind::AlreadyExists => {
+                        let _ = self.cd.remove_snapshot(&self.snapshotter, &key).await;
+                    }
+                    Err(e) => {
+                        let _ = self.cd.remove_snapshot(&self.snapshotter, &key).await;
+                        return Err(e);
+                    }
+                }
+            }
+            parent = chain.to_string();
+        }
+        Ok(())
+    }
+
+    async fn meta(&self, manifest: &Descriptor) -> Result<ImageMeta> {
+        if let Ok(cache) = self.cache.lock() {
+            if let Some(m) = cache.get(&manifest.digest) {
+                return Ok(m.clone());
+            }
+        }
+        let mbytes = self.cd.read_blob(&manifest.digest).await?;
+        let m: Value =
+            serde_json::from_slice(&mbytes).map_err(|e| ApiError::io("decode manifest", e))?;
+        let config_digest = m["config"]["digest"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+        let cbytes = self.cd.read_blob(&config_digest).await?;
+        let config: Value =
+            serde_json::from_slice(&cbytes).map_err(|e| ApiError::io("decode image config", e))?;
+        let layers: Vec<Descriptor> = m["layers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|l| Descriptor {
+                media_type: l["mediaType"].as_str().unwrap_or_default().to_string(),
+                digest: l["digest"].as_str().unwrap_or_default().to_string(),
+                size: l["size"].as_i64().unwrap_or(0),
+                ..Default::default()
+            })
+            .collect();
+        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        let meta = ImageMeta {
+            id: config_digest,
+            manifest: manifest.clone(),
+            size: layers.iter().map(|l| l.size).sum(),
+            chain_ids: chain_ids(&diff_ids),
+            config,
+            layers,
+            diff_ids,
+        };
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.insert(manifest.digest.clone(), meta.clone());
+        }
+        Ok(meta)
+    }
+
+    /// All images grouped by image ID, newest first.
+    pub async fn list(&self) -> Result<Vec<Image>> {
+        let mut by_id: BTreeMap<String, Image> = BTreeMap::new();
+        for (name, target, created) in self.cd.list_images().await? {
+            let meta = match self.meta(&target).await {
+                Ok(m) => m,
+                Err(e) => {
+                    tracing::warn!(image = name, error = %e, "skip unreadable image");
+                    continue;
+                }
+            };
+            let img = by_id.entry(meta.id.clone()).or_insert_with(|| Image {
+                meta: meta.clone(),
+                names: Vec::new(),
+                created_at: created,
+            });
+            if !name.starts_with(DANGLING) {
+                img.names.push(name);
+            }
+        }
+        let mut v: Vec<Image> = by_id.into_values().collect();
+        v.sort_by_key(|i| std::cmp::Reverse(i.meta.created_unix()));
+        Ok(v)
+    }
+
+    /// Finds an image by name (normalized), full ID, or ID prefix.
+    pub async fn get(&self, name: &str) -> Result<Image> {
+        let all = self.list().await?;
+        if let Ok(r) = reference::parse(name) {
+            let full = r.full();
+            if let Some(i) = all.iter().find(|i| i.names.contains(&full)) {
+                return Ok(i.clone());
+            }
+        }
+        let hex = name.strip_prefix("sha256:").unwrap_or(name);
+        if !hex.is_empty() && hex.chars().all(|c| c.is_ascii_hexdigit()) {
+            let matches: Vec<&Image> = all
+                .iter()
+                .filter(|i| i.meta.id.trim_start_matches("sha256:").starts_with(hex))
+                .collect();
+            if matches.len() == 1 {
+                return Ok(matches[0].clone());
+            }
+        }
+        let shown = match reference::parse(name) {
+            Ok(r) if r.digest.is_none() => reference::familiar(&r.full()),
+            _ => name.to_string(),
+        };
+        Err(ApiError::no_such_image(&shown))
+    }
+
+    /// Adds a name to an image.
+    pub async fn tag(&self, image: &Image, new: &str) -> Result<()> {
+        let r = reference::parse(new).map_err(|e| ApiError::invalid(e.to_string()))?;
+        self.untag_dangling(&image.meta.manifest.digest).await;
+        self.cd
+            .put_image(&r.full(), image.meta.manifest.clone())
+            .await
+    }
+
+    /// Removes one name; keeps a dangling record when it was the last name and `keep_dangling`.
+    pub async fn untag(&self, image: &Image, full: &str, keep_dangling: bool) -> Result<()> {
+        if keep_dangling && image.names.len() == 1 {
+            self.cd
+                .put_image(
+                    &format!("{DANGLING}{}", image.meta.manifest.digest),
+                    image.meta.manifest.clone(),
+                )
+                .await?;
+        }
+        self.cd.delete_image(full).await
+    }
+
+    /// Removes every name of an image (the content goes with containerd's GC).
+    pub async fn delete_all(&self, image: &Image) -> Result<()> {
+        for n in &image.names {
+            self.cd.delete_image(n).await?;
+        }
+        let _ = self
+            .cd
+            .delete_image(&format!("{DANGLING}{}", image.meta.manifest.digest))
+            .await;
+        Ok(())
+    }
+
+    /// Reads a file (e.g. `etc/passwd`) from the image's layers, topmost first.
+    pub async fn read_file(&self, meta: &ImageMeta, path: &str) -> Option<String> {
+        for layer in meta.layers.iter().rev() {
+            let data = self.cd.read_blob(&layer.digest).await.ok()?;
+            let data = decompress(data).ok()?;
+            let mut ar = tar::Archive::new(data.as_slice());
+            for entry in ar.entries().ok()?.flatten() {
+                let mut entry = entry;
+                let p = entry
+                    .path()
+                    .ok()?
+                    .to_string_lossy()
+                    .trim_start_matches("./")
+                    .to_string();
+                if p == path && entry.header().entry_type().is_file() {
+                    let mut s = String::new();
+                    entry.read_to_string(&mut s).ok()?;
+                    return Some(s);
+                }
+            }
+        }
+        None
+    }
+
+    /// The `docker save` tar of images (one layer blob per diff ID, manifest.json, repositories).
+    pub async fn save(&self, images: &[(Image, Vec<String>)]) -> Result<Vec<u8>> {
+        let mut b = tar::Builder::new(Vec::new());
+        let mut manifest = Vec::new();
+        let mut repos: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
+        let mut written = std::collections::HashSet::new();
+        let add = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| -> Result<()> {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(data.len() as u64);
+            h.set_mode(0o644);
+            h.set_mtime(0);
+            h.set_cksum();
+            b.append_data(&mut h, path, data)
+                .map_err(|e| ApiError::io("write tar", e))
+        };
+        for (img, tags) in images {
+            let meta = &img.meta;
+            let cfg_hex = meta.id.trim_start_matches("sha256:");
+            let cfg = self.cd.read_blob(&meta.id).await?;
+            let cfg_path = format!("blobs/sha256/{cfg_hex}");
+            if written.insert(cfg_path.clone()) {
+                add(&mut b, &cfg_path, &cfg)?;
+            }
+            let mut layer_paths = Vec::new();
+            for l in &meta.layers {
+                let data = decompress(self.cd.read_blob(&l.digest).await?)?;
+                let p = format!(
+                    "blobs/sha256/{}",
+                    sha256(&data).trim_start_matches("sha256:")
+                );
+                if written.insert(p.clone()) {
+                    add(&mut b, &p, &data)?;
+                }
+                layer_paths.push(p);
+            }
+            let familiar: Vec<String> = tags.iter().map(|t| reference::familiar(t)).collect();
+            for t in &familiar {
+                let (repo, tag) = reference::split_repo_tag(t);
+                if let Some(last) = meta.diff_ids.last() {
+                    repos
+                        .entry(repo)
+                        .or_default()
+                        .insert(tag, last.trim_start_matches("sha256:").to_string());
+                }
+            }
+            manifest.push(json!({"Config": cfg_path, "RepoTags": familiar, "Layers": layer_paths}));
+        }
+        let m = serde_json::to_vec(&manifest).map_err(|e| ApiError::io("encode", e))?;
+        add(&mut b, "manifest.json", &m)?;
+        let r = serde_json::to_vec(&repos).map_err(|e| ApiError::io("encode", e))?;
+        add(&mut b, "repositories", &r)?;
+        b.into_inner().map_err(|e| ApiError::io("write tar", e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_ids_follow_containerd() {
+        let d = vec!["sha256:aa".to_string(), "sha256:bb".to_string()];
+        let c = chain_ids(&d);
+        assert_eq!(c[0], "sha256:aa");
+        assert_eq!(c[1], sha256(b"sha256:aa sha256:bb"));
+    }
+}

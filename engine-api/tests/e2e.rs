@@ -261,3 +261,136 @@ fn state_survives_engine_and_containerd_restart() {
     assert!(t.elapsed() < Duration::from_secs(10));
     assert_eq!(e.inspect("sleeper")["State"]["ExitCode"], 137);
 }
+
+#[test]
+fn exec_kill_rename_pause_top_logs_prune() {
+    let e = Env::start();
+    e.ok(&["run", "-d", "--name", "box", "busybox", "sh", "-c", "for i in 1 2 3 4 5; do echo line$i; done; trap 'echo usr1' USR1; while true; do sleep 0.1; done"]);
+    assert!(wait_until(Duration::from_secs(10), || e
+        .ok(&["logs", "box"])
+        .contains("line5")));
+    assert_eq!(e.ok(&["logs", "--tail", "2", "box"]), "line4\nline5");
+    let ts = e.ok(&["logs", "-t", "--tail", "1", "box"]);
+    assert!(ts.ends_with(" line5") && ts.contains('T'), "{ts}");
+    // exec: output, exit code, env, workdir, user.
+    assert_eq!(
+        e.ok(&[
+            "exec",
+            "-e",
+            "X=1",
+            "-w",
+            "/tmp",
+            "-u",
+            "65534",
+            "box",
+            "sh",
+            "-c",
+            "echo $X $(pwd) $(id -u)"
+        ]),
+        "1 /tmp 65534"
+    );
+    let out = e.docker(&["exec", "box", "sh", "-c", "exit 5"]);
+    assert_eq!(out.status.code(), Some(5), "{}", describe(&out));
+    let out = e.docker_stdin(&["exec", "-i", "box", "cat"], Some(b"via-exec\n"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "via-exec\n",
+        "{}",
+        describe(&out)
+    );
+    // kill -s delivers the signal; the container keeps running.
+    e.ok(&["kill", "-s", "USR1", "box"]);
+    assert!(wait_until(Duration::from_secs(10), || e
+        .ok(&["logs", "box"])
+        .contains("usr1")));
+    assert_eq!(e.inspect("box")["State"]["Running"], true);
+    // top lists the container's processes.
+    let top = e.ok(&["top", "box"]);
+    assert!(
+        top.contains("PID") && top.contains("sleep") || top.contains("sh -c"),
+        "{top}"
+    );
+    // pause / unpause show in ps.
+    e.ok(&["pause", "box"]);
+    assert!(e
+        .ok(&["ps", "--format", "{{.Status}}"])
+        .contains("(Paused)"));
+    e.ok(&["unpause", "box"]);
+    assert_eq!(e.inspect("box")["State"]["Status"], "running");
+    // rename, ps filters.
+    e.ok(&["rename", "box", "crate"]);
+    assert_eq!(
+        e.ok(&["ps", "--filter", "name=crate", "--format", "{{.Names}}"]),
+        "crate"
+    );
+    assert_eq!(e.ok(&["ps", "--filter", "status=exited", "-q"]), "");
+    e.ok(&["restart", "-t", "1", "crate"]);
+    assert_eq!(e.inspect("crate")["State"]["Running"], true);
+    // prune removes only stopped containers.
+    let out = e.docker(&["run", "--name", "gone", "busybox", "true"]);
+    assert!(out.status.success(), "{}", describe(&out));
+    e.ok(&["container", "prune", "-f"]);
+    let names = e.ok(&["ps", "-a", "--format", "{{.Names}}"]);
+    assert_eq!(names, "crate");
+    e.ok(&["rm", "-f", "crate"]);
+}
+
+#[test]
+fn tty_restart_policy_and_events() {
+    let e = Env::start();
+    let since = chrono_now();
+    let out = e.docker(&[
+        "run",
+        "-t",
+        "--rm",
+        "busybox",
+        "sh",
+        "-c",
+        "test -t 1 && echo is-a-tty",
+    ]);
+    assert!(out.status.success(), "{}", describe(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "is-a-tty\r\n");
+    e.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "exit 1",
+    ]);
+    assert!(
+        wait_until(Duration::from_secs(20), || {
+            let v = e.inspect("flaky");
+            v["RestartCount"] == 2 && v["State"]["Status"] == "exited"
+        }),
+        "{}",
+        e.inspect("flaky")
+    );
+    let until = chrono_now() + 1;
+    let ev = e.ok(&[
+        "events",
+        "--since",
+        &since.to_string(),
+        "--until",
+        &until.to_string(),
+        "--filter",
+        "container=flaky",
+        "--format",
+        "{{.Action}}",
+    ]);
+    let actions: Vec<&str> = ev.lines().collect();
+    assert_eq!(actions.iter().filter(|a| **a == "start").count(), 3, "{ev}");
+    assert_eq!(actions.iter().filter(|a| **a == "die").count(), 3, "{ev}");
+    assert_eq!(actions.first(), Some(&"create"), "{ev}");
+}
+
+fn chrono_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

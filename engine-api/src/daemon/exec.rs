@@ -209,7 +209,8 @@ impl Daemon {
             .cd
             .exec(&c.id, &e.id, &fifos.stdio(cfg.tty), spec_json)
             .await;
-        drop(opened.holders);
+        // Placeholder writers stay until Start: a shim may open its ends only then (execs).
+        let holders = opened.holders;
         if let Err(err) = created {
             fifos.remove();
             return Err(err);
@@ -228,6 +229,7 @@ impl Daemon {
                 return Err(err);
             }
         };
+        drop(holders);
         *e.hub.stdin.lock().await = stdin;
         if let Ok(mut i) = e.info.lock() {
             i.running = true;

@@ -80,10 +80,15 @@ impl Daemon {
         let rec = c.record();
         let id = rec.id.clone();
         let snap = &self.config.snapshotter;
+        // A new snapshot is unreferenced until Containers.Create: hold a lease so that
+        // containerd's GC cannot collect it in between.
+        let mut lease = None;
         if !self.cd.snapshot_exists(snap, &id).await? {
+            let l = self.cd.create_lease().await?;
             self.cd
-                .prepare(None, snap, &id, &rec.snapshot_parent)
+                .prepare(Some(&l), snap, &id, &rec.snapshot_parent)
                 .await?;
+            lease = Some(l);
         }
         let mounts = self.cd.mounts(snap, &id).await?;
         self.write_etc_files(&rec)?;
@@ -118,8 +123,6 @@ impl Daemon {
         for (k, v) in rec.config.labels.clone().unwrap_or_default() {
             labels.insert(k, v);
         }
-        labels.insert("com.docker/engine.bundle.path".into(), String::new());
-        labels.retain(|_, v| !v.is_empty());
         self.cd
             .create_container(NewContainer {
                 id: id.clone(),
@@ -136,6 +139,11 @@ impl Daemon {
                 snapshotter: snap.clone(),
             })
             .await?;
+        if let Some(l) = lease {
+            if let Err(e) = self.cd.delete_lease(&l).await {
+                tracing::warn!(container_id = %id, error = %e, "delete lease");
+            }
+        }
         // A stale task from an earlier run (e.g. a daemon crash) would make Create fail.
         let _ = self.cd.delete_task(&id).await;
         let tty = rec.config.tty;
@@ -148,7 +156,8 @@ impl Daemon {
             *p = Some((self.cd.clone(), id.clone(), String::new()));
         }
         let created = self.cd.create_task(&id, mounts, &fifos.stdio(tty)).await;
-        drop(opened.holders);
+        // Placeholder writers stay until Start: a shim may open its ends only then (execs).
+        let holders = opened.holders;
         if let Err(e) = created {
             fifos.remove();
             return Err(e);
@@ -170,6 +179,7 @@ impl Daemon {
                 return Err(e);
             }
         };
+        drop(holders);
         *c.hub.stdin.lock().await = stdin;
         c.update(|r| {
             r.state = types::State {

@@ -202,7 +202,6 @@ pub fn create(root: &Path, o: &CreateOpts, with_fifo: bool) -> Result<i32> {
             linux.gid_mappings().as_deref().unwrap_or(&[]),
         )?;
     }
-    cgroup.add_pid(pid)?;
 
     let start_time = utils::proc_stat(pid).map(|s| s.0).unwrap_or(0);
     let st = State {
@@ -221,6 +220,8 @@ pub fn create(root: &Path, o: &CreateOpts, with_fifo: bool) -> Result<i32> {
     let mut go = sync::GO.to_vec();
     go.extend_from_slice(&creating);
     sync::send(&parent_sock, &go)?;
+    cgroup.add_pid(pid)?;
+    sync::send(&parent_sock, sync::CGROUP)?;
     loop {
         let msg = sync::recv(&parent_sock)?;
         if msg == sync::OK {

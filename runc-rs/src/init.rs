@@ -50,6 +50,16 @@ fn wait_go(fd: &OwnedFd) -> Result<Vec<u8>> {
     }
 }
 
+fn wait_cgroup(fd: &OwnedFd) -> Result<()> {
+    match sync::recv(fd)? {
+        m if m == sync::CGROUP => Ok(()),
+        m => Err(Error::Init(format!(
+            "unexpected sync message {:?}",
+            String::from_utf8_lossy(&m)
+        ))),
+    }
+}
+
 /// The resolved command, ready for execve.
 pub struct Exec {
     pub path: CString,
@@ -72,16 +82,19 @@ fn setup(a: &InitArgs<'_>, state: &[u8]) -> Result<Exec> {
     if userns {
         become_root()?;
     }
-    if a.plan.new.contains(CloneFlags::CLONE_NEWCGROUP) {
-        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
-            .ctx(|| "unshare cgroup namespace".into())?;
-    }
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     set_hostname(spec, a.plan)?;
     if !a.plan.has(LinuxNamespaceType::Mount) {
         return Err(Error::Spec("a mount namespace is required".into()));
     }
     rootfs::mount_all(spec, a.rootfs, a.cgroup, userns)?;
+    // runc-rs moves us into the cgroup while we build the rootfs (a v1 migration waits
+    // for an RCU grace period): wait for it before anything that needs the cgroup.
+    wait_cgroup(&a.sync)?;
+    if a.plan.new.contains(CloneFlags::CLONE_NEWCGROUP) {
+        nix::sched::unshare(CloneFlags::CLONE_NEWCGROUP)
+            .ctx(|| "unshare cgroup namespace".into())?;
+    }
     if a.parent_hooks {
         sync::send(&a.sync, sync::HOOKS)?;
         wait_go(&a.sync)?;

@@ -8,6 +8,8 @@ use crate::error::{Context, Error, Result};
 
 pub const GO: &[u8] = b"go";
 pub const HOOKS: &[u8] = b"hooks";
+/// The init is in its cgroup (sent while the init already builds its rootfs).
+pub const CGROUP: &[u8] = b"cg";
 pub const OK: &[u8] = b"ok";
 pub const ERR: &[u8] = b"err:";
 

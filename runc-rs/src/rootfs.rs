@@ -394,6 +394,7 @@ const DEFAULT_DEVICES: &[DefaultDev] = &[
     },
 ];
 
+#[allow(clippy::too_many_arguments)]
 fn make_device(
     rootfs: &Path,
     path: &Path,

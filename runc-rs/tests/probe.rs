@@ -99,8 +99,7 @@ fn probe_sees_what_config_json_asks_for() {
     let find = |d: &str| {
         mounts
             .iter()
-            .filter(|m| m["destination"] == d)
-            .last()
+            .rfind(|m| m["destination"] == d)
             .cloned()
             .unwrap_or_default()
     };

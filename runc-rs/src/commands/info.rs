@@ -77,8 +77,8 @@ pub fn list(root: &Path, json: bool, quiet: bool) -> Result<()> {
     }
     writeln!(
         out,
-        "{:<12} {:<10} {:<10} {:<40} {:<30} {}",
-        "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"
+        "{:<12} {:<10} {:<10} {:<40} {:<30} OWNER",
+        "ID", "PID", "STATUS", "BUNDLE", "CREATED"
     )
     .ctx(|| "write stdout".into())?;
     for (s, st) in &rows {

@@ -1,1 +1,54 @@
-//! containerd-rs: see ARCHITECTURE.md.
+//! containerd-rs: the lifecycle daemon. Serves the containerd v1 gRPC API on a unix socket:
+//! metadata in redb ([`meta`]), a content store ([`content`]), snapshotters ([`snapshot`]),
+//! layer apply/diff ([`diff`]), events ([`events`]) and tasks through shims ([`shim`]).
+//! [`services`] holds the thin gRPC layer; [`server::Daemon`] wires everything.
+#![forbid(unsafe_code)]
+
+pub mod content;
+pub mod diff;
+pub mod events;
+pub mod filter;
+pub mod gc;
+pub mod meta;
+pub mod mount;
+pub mod server;
+pub mod services;
+pub mod shim;
+pub mod snapshot;
+pub mod tasks;
+pub mod util;
+
+use std::path::PathBuf;
+
+pub use server::{run, Daemon};
+
+/// Command-line configuration (ARCHITECTURE.md, "Command-line contracts").
+#[derive(Debug, Clone, clap::Parser)]
+#[command(name = "containerd-rs", version, about = "containerd v1 API daemon")]
+pub struct Config {
+    /// The gRPC unix socket.
+    #[arg(
+        long,
+        short = 'a',
+        default_value = "/run/containerd-rs/containerd.sock"
+    )]
+    pub address: PathBuf,
+    /// Persistent data (metadata, content, snapshots).
+    #[arg(long, default_value = "/var/lib/containerd-rs")]
+    pub root: PathBuf,
+    /// Runtime state (bundles, shim sockets).
+    #[arg(long, default_value = "/run/containerd-rs")]
+    pub state: PathBuf,
+    /// Configuration file (accepted for compatibility; nothing is read from it yet).
+    #[arg(long, short = 'c')]
+    pub config: Option<PathBuf>,
+    /// The shim binary (default: `containerd-shim-rs` beside this executable, then on PATH).
+    #[arg(long)]
+    pub shim_binary: Option<PathBuf>,
+    /// The OCI runtime the shim runs when the container's options name none (default `runc-rs`).
+    #[arg(long)]
+    pub runtime_binary: Option<PathBuf>,
+    /// Debug logging.
+    #[arg(long, short = 'D')]
+    pub debug: bool,
+}

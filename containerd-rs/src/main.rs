@@ -1,4 +1,22 @@
-fn main() {
-    eprintln!("containerd-rs: not implemented yet");
-    std::process::exit(1);
+//! containerd-rs: parses flags, sets up logging and runs the daemon (see ARCHITECTURE.md).
+use clap::Parser;
+
+fn main() -> anyhow::Result<()> {
+    let config = containerd_rs::Config::parse();
+    let level = if config.debug {
+        "containerd_rs=debug,info"
+    } else {
+        "info"
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(containerd_rs::run(config))?;
+    Ok(())
 }

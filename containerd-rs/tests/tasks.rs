@@ -1,0 +1,306 @@
+//! Tasks through the real shim (containerd-shim-rs) and runtime (runc-rs) built in the same
+//! target directory: a busybox container's output, exit status, events, and a task that
+//! survives `kill -9` of containerd-rs.
+
+mod common;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use common::{req, Daemon};
+use proto::services::containers::containers_client::ContainersClient;
+use proto::services::events::events_client::EventsClient;
+use proto::services::tasks::tasks_client::TasksClient;
+use proto::services::{containers as cpb, events as epb, tasks as tpb};
+use tokio_stream::StreamExt;
+
+fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_containerd-rs"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf()
+}
+
+/// A daemon using the shim and runc-rs beside our binary (`cargo build --workspace` builds them).
+fn daemon() -> Daemon {
+    let runc = bin_dir().join("runc-rs");
+    assert!(runc.exists(), "build runc-rs first: {}", runc.display());
+    assert!(
+        bin_dir().join("containerd-shim-rs").exists(),
+        "build containerd-shim-rs first"
+    );
+    Daemon::start_with(&["--runtime-binary", runc.to_str().expect("utf8")])
+}
+
+fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs-src");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    std::fs::copy("/usr/bin/busybox", root.join("bin/busybox")).expect("copy busybox");
+    root
+}
+
+fn spec(args: &[&str], cgroup: &str) -> prost_types::Any {
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/bin"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]
+            },
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": "bb",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}
+        ],
+        "linux": {
+            "cgroupsPath": cgroup,
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
+        }
+    });
+    proto::any::pack_bytes(
+        proto::any::SPEC_TYPE_URL,
+        serde_json::to_vec(&spec).expect("json"),
+    )
+}
+
+async fn create(
+    d: &Daemon,
+    ns: &str,
+    id: &str,
+    args: &[&str],
+    out: &Path,
+) -> tonic::transport::Channel {
+    let ch = d.channel().await;
+    let cg = format!(
+        "/crt-{}-{id}",
+        d.dir.file_name().and_then(|s| s.to_str()).unwrap_or("x")
+    );
+    ContainersClient::new(ch.clone())
+        .create(req(
+            ns,
+            cpb::CreateContainerRequest {
+                container: Some(cpb::Container {
+                    id: id.into(),
+                    runtime: Some(cpb::container::Runtime {
+                        name: "io.containerd.runc.v2".into(),
+                        options: None,
+                    }),
+                    spec: Some(spec(args, &cg)),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("container create");
+    let rootfs = busybox_rootfs(&d.dir);
+    TasksClient::new(ch.clone())
+        .create(req(
+            ns,
+            tpb::CreateTaskRequest {
+                container_id: id.into(),
+                rootfs: vec![proto::types::Mount {
+                    r#type: "bind".into(),
+                    source: rootfs.display().to_string(),
+                    target: String::new(),
+                    options: vec!["rbind".into(), "rw".into()],
+                }],
+                stdout: out.display().to_string(),
+                stderr: out.display().to_string(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("task create");
+    ch
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn busybox_task_runs_exits_and_is_deleted() {
+    let d = daemon();
+    let out = d.dir.join("out.txt");
+    let mut events = EventsClient::new(d.channel().await)
+        .subscribe(epb::SubscribeRequest {
+            filters: vec![r#"topic=="/tasks/exit""#.into()],
+        })
+        .await
+        .expect("subscribe")
+        .into_inner();
+    let ch = create(
+        &d,
+        "t",
+        "bb1",
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "echo hello from busybox; exit 3",
+        ],
+        &out,
+    )
+    .await;
+    let mut tasks = TasksClient::new(ch);
+    let bundle = d.state().join("io.containerd.runtime.v2.task/t/bb1");
+    assert!(bundle.join("config.json").exists());
+    let got = tasks
+        .get(req(
+            "t",
+            tpb::GetRequest {
+                container_id: "bb1".into(),
+                exec_id: String::new(),
+            },
+        ))
+        .await
+        .expect("get");
+    assert_eq!(
+        got.into_inner().process.expect("p").status,
+        proto::types::Status::Created as i32
+    );
+    let pid = tasks
+        .start(req(
+            "t",
+            tpb::StartRequest {
+                container_id: "bb1".into(),
+                exec_id: String::new(),
+            },
+        ))
+        .await
+        .expect("start")
+        .into_inner()
+        .pid;
+    assert!(pid > 0);
+    let w = tasks
+        .wait(req(
+            "t",
+            tpb::WaitRequest {
+                container_id: "bb1".into(),
+                exec_id: String::new(),
+            },
+        ))
+        .await
+        .expect("wait")
+        .into_inner();
+    assert_eq!(w.exit_status, 3);
+    let env = tokio::time::timeout(Duration::from_secs(10), events.next())
+        .await
+        .expect("exit event in time")
+        .expect("stream")
+        .expect("envelope");
+    let exit: proto::events::TaskExit =
+        proto::any::unpack(&env.event.expect("any")).expect("TaskExit");
+    assert_eq!((exit.container_id.as_str(), exit.exit_status), ("bb1", 3));
+    let st = tasks
+        .get(req(
+            "t",
+            tpb::GetRequest {
+                container_id: "bb1".into(),
+                exec_id: String::new(),
+            },
+        ))
+        .await
+        .expect("get")
+        .into_inner();
+    assert_eq!(
+        st.process.expect("p").status,
+        proto::types::Status::Stopped as i32
+    );
+    let del = tasks
+        .delete(req(
+            "t",
+            tpb::DeleteTaskRequest {
+                container_id: "bb1".into(),
+            },
+        ))
+        .await
+        .expect("delete")
+        .into_inner();
+    assert_eq!(del.exit_status, 3);
+    assert!(!bundle.exists(), "bundle removed");
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("output"),
+        "hello from busybox\n"
+    );
+    let e = tasks
+        .get(req(
+            "t",
+            tpb::GetRequest {
+                container_id: "bb1".into(),
+                exec_id: String::new(),
+            },
+        ))
+        .await
+        .expect_err("gone");
+    assert_eq!(e.code(), tonic::Code::NotFound);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn task_survives_kill_9_and_wait_reports_the_exit_after_restart() {
+    let mut d = daemon();
+    let out = d.dir.join("out.txt");
+    let ch = create(
+        &d,
+        "k",
+        "bb2",
+        &["/bin/busybox", "sh", "-c", "sleep 2; echo done; exit 5"],
+        &out,
+    )
+    .await;
+    TasksClient::new(ch)
+        .start(req(
+            "k",
+            tpb::StartRequest {
+                container_id: "bb2".into(),
+                exec_id: String::new(),
+            },
+        ))
+        .await
+        .expect("start");
+    d.stop(true);
+    // The process finishes while containerd-rs is down.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    d.spawn();
+    let mut tasks = TasksClient::new(d.channel().await);
+    let list = tasks
+        .list(req(
+            "k",
+            tpb::ListTasksRequest {
+                filter: String::new(),
+            },
+        ))
+        .await
+        .expect("list")
+        .into_inner();
+    assert_eq!(list.tasks.len(), 1, "task recovered after restart");
+    let w = tasks
+        .wait(req(
+            "k",
+            tpb::WaitRequest {
+                container_id: "bb2".into(),
+                exec_id: String::new(),
+            },
+        ))
+        .await
+        .expect("wait")
+        .into_inner();
+    assert_eq!(w.exit_status, 5);
+    assert_eq!(std::fs::read_to_string(&out).expect("output"), "done\n");
+    let del = tasks
+        .delete(req(
+            "k",
+            tpb::DeleteTaskRequest {
+                container_id: "bb2".into(),
+            },
+        ))
+        .await
+        .expect("delete")
+        .into_inner();
+    assert_eq!(del.exit_status, 5);
+    let _ = HashMap::<String, String>::new();
+}

@@ -216,8 +216,8 @@ fn unpack(reader: &mut dyn Read, target: &Target) -> Result<(), DiffError> {
                         }
                     }
                 }
-            } else {
-                let victim = parent.join(&name[WHITEOUT_PREFIX.len()..]);
+            } else if let Some(hidden) = name.strip_prefix(WHITEOUT_PREFIX) {
+                let victim = parent.join(hidden);
                 remove_any(&victim)?;
                 if upper {
                     nix::sys::stat::mknod(

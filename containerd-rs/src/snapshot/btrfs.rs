@@ -41,7 +41,7 @@ fn device_of(path: &Path) -> Option<String> {
         let mp = Path::new(f.get(4)?);
         if path.starts_with(mp) && f.get(sep + 1) == Some(&"btrfs") {
             let len = mp.as_os_str().len();
-            if best.as_ref().map_or(true, |(l, _)| len > *l) {
+            if best.as_ref().is_none_or(|(l, _)| len > *l) {
                 best = Some((len, f.get(sep + 2)?.to_string()));
             }
         }

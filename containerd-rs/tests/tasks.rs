@@ -304,3 +304,56 @@ async fn task_survives_kill_9_and_wait_reports_the_exit_after_restart() {
     assert_eq!(del.exit_status, 5);
     let _ = HashMap::<String, String>::new();
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ctr_images_import_and_run_rm() {
+    let d = daemon();
+    // A namespace of our own: ctr's cgroup is /<namespace>/<id>.
+    let ns = format!(
+        "c{}",
+        d.dir
+            .file_name()
+            .and_then(|s| s.to_str())
+            .unwrap_or("x")
+            .replace('-', "")
+    );
+    let _cg = common::CgroupGuard(ns.clone());
+    let ns = ns.as_str();
+    let tar = d.dir.join("bb.tar");
+    fixtures::ensure_busybox_tar(&tar).expect("busybox image tar");
+    let out = d.ctr(&["-n", ns, "images", "import", tar.to_str().expect("utf8")]);
+    assert!(
+        out.status.success(),
+        "import: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = d.ctr(&["-n", ns, "images", "ls", "-q"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "docker.io/library/busybox:latest"
+    );
+    // The unpacked layer is a committed overlayfs snapshot.
+    let out = d.ctr(&["-n", ns, "snapshots", "ls"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Committed"));
+    let out = d.ctr(&[
+        "-n",
+        ns,
+        "run",
+        "--rm",
+        "docker.io/library/busybox:latest",
+        "r1",
+        "/bin/busybox",
+        "sh",
+        "-c",
+        "echo hi-from-ctr",
+    ]);
+    assert!(
+        out.status.success(),
+        "run: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "hi-from-ctr");
+    // --rm removed the container and its task.
+    let out = d.ctr(&["-n", ns, "containers", "ls", "-q"]);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "");
+}

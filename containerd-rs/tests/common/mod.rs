@@ -188,3 +188,18 @@ pub fn sha256(data: &[u8]) -> String {
     use sha2::Digest;
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
+
+/// Removes `/<name>` from every mounted cgroup hierarchy when dropped (ctr puts a task in
+/// `/<namespace>/<id>`; the runtime removes the leaf, the namespace level is ours).
+pub struct CgroupGuard(pub String);
+
+impl Drop for CgroupGuard {
+    fn drop(&mut self) {
+        let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
+            return;
+        };
+        for e in rd.flatten() {
+            let _ = std::fs::remove_dir(e.path().join(&self.0));
+        }
+    }
+}

@@ -7,18 +7,10 @@
 pub mod console;
 pub mod daemon;
 pub mod events;
-#[cfg(feature = "grpc")]
-mod grpc;
-#[cfg(not(feature = "grpc"))]
-#[path = "grpc_stub.rs"]
 mod grpc;
 pub mod mount;
 pub mod oom;
 pub mod process;
-#[cfg(feature = "grpc")]
-mod publish;
-#[cfg(not(feature = "grpc"))]
-#[path = "publish_stub.rs"]
 mod publish;
 pub mod reaper;
 pub mod runtime;
@@ -120,10 +112,8 @@ pub fn delete(cfg: &Config) -> Result<Vec<u8>, errdefs::Error> {
 }
 
 /// How long Shutdown waits for open requests before the daemon exits anyway.
-#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
 pub(crate) const SHUTDOWN_GRACE: Duration = Duration::from_secs(1);
 
-#[cfg_attr(not(feature = "grpc"), allow(dead_code))]
 pub(crate) fn shutdown_signal(shim: &Arc<Shim>) -> impl std::future::Future<Output = ()> {
     let notify = shim.shutdown_signal();
     async move { notify.notified().await }

@@ -1,6 +1,5 @@
 //! The shim binary end to end: `start` daemonizes, the Task API over its socket, events to a
 //! fake containerd Events service, `delete` after the shim is gone.
-#![cfg(feature = "grpc")]
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -119,7 +118,7 @@ impl proto::services::events::events_server::Events for Events {
         Ok(tonic::Response::new(()))
     }
     type SubscribeStream = tokio_stream::wrappers::ReceiverStream<
-        Result<proto::services::events::Envelope, tonic::Status>,
+        Result<proto::types::Envelope, tonic::Status>,
     >;
     async fn subscribe(
         &self,

@@ -31,7 +31,10 @@ pub struct Error {
 
 impl Error {
     pub fn new(kind: Kind, message: impl Into<String>) -> Self {
-        Self { kind, message: message.into() }
+        Self {
+            kind,
+            message: message.into(),
+        }
     }
     pub fn not_found(message: impl Into<String>) -> Self {
         Self::new(Kind::NotFound, message)
@@ -114,7 +117,12 @@ mod tests {
 
     #[test]
     fn grpc_round_trip_keeps_kind() {
-        for kind in [Kind::NotFound, Kind::AlreadyExists, Kind::InvalidArgument, Kind::Unavailable] {
+        for kind in [
+            Kind::NotFound,
+            Kind::AlreadyExists,
+            Kind::InvalidArgument,
+            Kind::Unavailable,
+        ] {
             let st: tonic::Status = Error::new(kind, "x").into();
             assert_eq!(Error::from(st).kind, kind);
         }

@@ -117,9 +117,8 @@ impl proto::services::events::events_server::Events for Events {
     ) -> Result<tonic::Response<()>, tonic::Status> {
         Ok(tonic::Response::new(()))
     }
-    type SubscribeStream = tokio_stream::wrappers::ReceiverStream<
-        Result<proto::types::Envelope, tonic::Status>,
-    >;
+    type SubscribeStream =
+        tokio_stream::wrappers::ReceiverStream<Result<proto::types::Envelope, tonic::Status>>;
     async fn subscribe(
         &self,
         _req: tonic::Request<proto::services::events::SubscribeRequest>,

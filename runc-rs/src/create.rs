@@ -1,6 +1,6 @@
 //! `create`: runc-rs's side of making a container. Forks the init straight from this
 //! single-threaded process (no re-exec), drives it over the sync socket, writes state.
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -55,8 +55,31 @@ impl Drop for Cleanup<'_> {
 
 pub fn load_spec(bundle: &Path) -> Result<Spec> {
     let p = bundle.join("config.json");
-    let data = std::fs::read(&p).ctx(|| format!("open {}", p.display()))?;
+    let mut data = std::fs::read(&p).ctx(|| format!("open {}", p.display()))?;
+    fix_oci_names(&mut data);
     serde_json::from_slice(&data).map_err(|e| Error::Spec(format!("parse {}: {e}", p.display())))
+}
+
+/// oci-spec 0.7 spells the spec's `throttleReadIOPSDevice` keys `throttleReadIopsDevice`:
+/// rename them in the raw JSON (same length, in place) so that they are not dropped.
+pub fn fix_oci_names(json: &mut [u8]) {
+    for (from, to) in [
+        (
+            &b"throttleReadIOPSDevice"[..],
+            &b"throttleReadIopsDevice"[..],
+        ),
+        (b"throttleWriteIOPSDevice", b"throttleWriteIopsDevice"),
+    ] {
+        let mut i = 0;
+        while i + from.len() <= json.len() {
+            if &json[i..i + from.len()] == from {
+                json[i..i + from.len()].copy_from_slice(to);
+                i += from.len();
+            } else {
+                i += 1;
+            }
+        }
+    }
 }
 
 /// Creates the container and leaves its init blocked on the exec fifo. Returns its pid.
@@ -158,7 +181,13 @@ pub fn create(root: &Path, o: &CreateOpts, with_fifo: bool) -> Result<i32> {
         }
     }
     let flags = plan.new & !CloneFlags::CLONE_NEWCGROUP;
-    let pid = clone_child(flags)?;
+    // Without a new user namespace the init moves itself into the v1 cgroups (no RCU
+    // grace period) and is born in the unified one; in a user namespace it may not write
+    // the host's cgroup files, so runc-rs moves it.
+    let self_join = !flags.contains(CloneFlags::CLONE_NEWUSER);
+    let cg_fd = if self_join { cgroup.unified_fd() } else { None };
+    let (pid, in_unified) = clone_child(flags, cg_fd.as_ref().map(|f| f.as_fd()))?;
+    drop(cg_fd);
     if pid == 0 {
         drop(parent_sock);
         std::mem::forget(guard);
@@ -189,6 +218,7 @@ pub fn create(root: &Path, o: &CreateOpts, with_fifo: bool) -> Result<i32> {
             no_pivot: o.no_pivot,
             preserve_fds: o.preserve_fds,
             parent_hooks,
+            self_join,
         });
     }
     drop(child_sock);
@@ -220,7 +250,11 @@ pub fn create(root: &Path, o: &CreateOpts, with_fifo: bool) -> Result<i32> {
     let mut go = sync::GO.to_vec();
     go.extend_from_slice(&creating);
     sync::send(&parent_sock, &go)?;
-    cgroup.add_pid(pid)?;
+    if !self_join {
+        cgroup.add_pid(pid)?;
+    } else if !in_unified {
+        cgroup.add_pid_unified(pid)?;
+    }
     sync::send(&parent_sock, sync::CGROUP)?;
     loop {
         let msg = sync::recv(&parent_sock)?;
@@ -270,8 +304,54 @@ pub fn write_pid_file(p: &Path, pid: i32) -> Result<()> {
     std::fs::rename(&tmp, p).ctx(|| format!("rename {}", p.display()))
 }
 
-/// fork-like clone with namespace flags. Returns 0 in the child.
-pub fn clone_child(flags: CloneFlags) -> Result<i32> {
+/// clone3's argument structure (CLONE_ARGS_SIZE_VER2).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// fork-like clone with namespace flags. Returns 0 in the child. With `cgroup` (a cgroup2
+/// directory fd) the child is born in that cgroup (clone3 CLONE_INTO_CGROUP), which costs
+/// no migration; the second value says whether that happened.
+pub fn clone_child(
+    flags: CloneFlags,
+    cgroup: Option<std::os::fd::BorrowedFd<'_>>,
+) -> Result<(i32, bool)> {
+    if let Some(fd) = cgroup {
+        let args = CloneArgs {
+            flags: flags.bits() as u64 | CLONE_INTO_CGROUP,
+            exit_signal: libc::SIGCHLD as u64,
+            cgroup: fd.as_raw_fd() as u64,
+            ..Default::default()
+        };
+        // SAFETY: clone3 without CLONE_VM and without a stack behaves like fork(2) (see
+        // below); `args` is a valid clone_args of the size passed.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_clone3,
+                &args as *const CloneArgs,
+                std::mem::size_of::<CloneArgs>(),
+            )
+        };
+        if r >= 0 {
+            return Ok((r as i32, true));
+        }
+        let e = std::io::Error::last_os_error();
+        tracing::debug!(error = %e, "clone3 into cgroup failed: plain clone");
+    }
     // SAFETY: a raw clone without CLONE_VM and without a new stack behaves like fork(2):
     // the child runs on a copy of this address space. runc-rs is single-threaded, so
     // no other thread can hold a lock (malloc, stdio) that the child would inherit.
@@ -291,5 +371,5 @@ pub fn clone_child(flags: CloneFlags) -> Result<i32> {
             std::io::Error::last_os_error(),
         ));
     }
-    Ok(r as i32)
+    Ok((r as i32, false))
 }

@@ -26,6 +26,8 @@ pub struct InitArgs<'a> {
     pub preserve_fds: u32,
     /// Ask runc-rs to run prestart/createRuntime hooks before pivot_root.
     pub parent_hooks: bool,
+    /// Move ourselves into the v1 cgroups (else runc-rs moves us).
+    pub self_join: bool,
 }
 
 /// Never returns: execs the user process or reports an error and exits.
@@ -74,6 +76,9 @@ fn setup(a: &InitArgs<'_>, state: &[u8]) -> Result<Exec> {
         .as_ref()
         .ok_or_else(|| Error::Spec("process is missing".into()))?;
     process::cloexec_from(3 + a.preserve_fds);
+    if a.self_join {
+        a.cgroup.join_v1_self()?;
+    }
     process::set_oom_score_adj(proc_)?;
     let userns = a.plan.has(LinuxNamespaceType::User);
     for (t, fd) in &a.plan.join {

@@ -64,7 +64,8 @@ impl<S: Subscriber> Layer<S> for RuncLayer {
         }
         let mut f = Fields::default();
         event.record(&mut f);
-        let time = chrono::Local::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, false);
+        // logrus's default: RFC 3339 in seconds, UTC `Z`.
+        let time = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
         let line = if self.json {
             let mut obj = serde_json::Map::new();
             obj.insert("level".into(), level_name(level).into());

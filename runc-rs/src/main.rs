@@ -6,8 +6,16 @@ use runc_rs::commands::{self, CreateOpts};
 use runc_rs::logging::{self, LogConfig};
 
 #[derive(Parser)]
-#[command(name = "runc-rs", version = concat!(env!("CARGO_PKG_VERSION"), "\nspec: 1.0.2-dev"), about = "OCI runtime with runc's command line")]
+#[command(
+    name = "runc-rs",
+    about = "OCI runtime with runc's command line",
+    disable_version_flag = true,
+    arg_required_else_help = true
+)]
 struct Cli {
+    /// Print the version (runc's format).
+    #[arg(short = 'v', long)]
+    version: bool,
     /// Root directory for container state.
     #[arg(long, global = true, default_value = "/run/runc-rs")]
     root: PathBuf,
@@ -26,7 +34,7 @@ struct Cli {
     #[arg(long, global = true, num_args = 0..=1, default_missing_value = "auto")]
     rootless: Option<String>,
     #[command(subcommand)]
-    cmd: Cmd,
+    cmd: Option<Cmd>,
 }
 
 #[derive(clap::Args)]
@@ -145,36 +153,120 @@ enum Cmd {
     },
     /// Print the features this runtime supports.
     Features,
+    /// Update a container's resource limits.
+    Update(UpdateArgs),
+    /// Print the container's cgroup counters (and OOM events) as JSON.
+    Events {
+        /// Print the stats once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Interval between stats.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+}
+
+#[derive(clap::Args)]
+struct UpdateArgs {
+    /// JSON file with the resources (`-` for stdin).
+    #[arg(short, long)]
+    resources: Option<PathBuf>,
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    cpu_quota: Option<i64>,
+    #[arg(long = "cpu-share")]
+    cpu_share: Option<u64>,
+    #[arg(long = "cpu-rt-period")]
+    cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime", allow_hyphen_values = true)]
+    cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    #[arg(long, allow_hyphen_values = true)]
+    memory: Option<String>,
+    #[arg(long = "memory-reservation", allow_hyphen_values = true)]
+    memory_reservation: Option<String>,
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    memory_swap: Option<String>,
+    #[arg(long = "kernel-memory", allow_hyphen_values = true)]
+    kernel_memory: Option<String>,
+    #[arg(long = "kernel-memory-tcp", allow_hyphen_values = true)]
+    kernel_memory_tcp: Option<String>,
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pids_limit: Option<i64>,
+    id: String,
+}
+
+impl UpdateArgs {
+    fn opts(self) -> commands::UpdateOpts {
+        commands::UpdateOpts {
+            id: self.id,
+            resources: self.resources,
+            blkio_weight: self.blkio_weight,
+            cpu_period: self.cpu_period,
+            cpu_quota: self.cpu_quota,
+            cpu_share: self.cpu_share,
+            cpu_rt_period: self.cpu_rt_period,
+            cpu_rt_runtime: self.cpu_rt_runtime,
+            cpuset_cpus: self.cpuset_cpus,
+            cpuset_mems: self.cpuset_mems,
+            memory: self.memory,
+            memory_reservation: self.memory_reservation,
+            memory_swap: self.memory_swap,
+            kernel_memory: self.kernel_memory,
+            kernel_memory_tcp: self.kernel_memory_tcp,
+            pids_limit: self.pids_limit,
+        }
+    }
 }
 
 fn main() {
     let cli = Cli::parse();
+    if cli.version {
+        print!("{}", runc_rs::spec::version_text());
+        return;
+    }
     let to_stderr = logging::init(&LogConfig {
         file: cli.log.clone(),
         json: cli.log_format == "json",
         debug: cli.debug,
     });
+    // runc's prefixes and exit codes: create/run errors say what failed, exec exits 255.
+    let (prefix, fail_code) = match &cli.cmd {
+        Some(Cmd::Create(_)) => ("runc-rs create failed: ", 1),
+        Some(Cmd::Run { .. }) => ("runc-rs run failed: ", 1),
+        Some(Cmd::Exec { .. }) => ("exec failed: ", 255),
+        _ => ("", 1),
+    };
     let code = match dispatch(cli) {
         Ok(code) => code,
         Err(e) => {
-            tracing::error!("{e}");
+            tracing::error!("{prefix}{e}");
             if !to_stderr {
-                eprintln!("{e}");
+                eprintln!("{prefix}{e}");
             }
-            1
+            fail_code
         }
     };
     std::process::exit(code);
 }
 
 fn dispatch(cli: Cli) -> runc_rs::Result<i32> {
-    if cli.systemd_cgroup {
-        return Err(runc_rs::Error::InvalidArgument(
-            "systemd cgroup driver is not supported by runc-rs (this host has no systemd); use cgroupfs".into(),
-        ));
+    let Some(cmd) = cli.cmd else {
+        return Ok(0);
+    };
+    // The cgroup driver matters only where cgroups are made; the others read state.json.
+    if cli.systemd_cgroup && matches!(cmd, Cmd::Create(_) | Cmd::Run { .. }) {
+        return Err(runc_rs::cgroups::systemd_unsupported());
     }
     let root = cli.root;
-    match cli.cmd {
+    match cmd {
         Cmd::Create(a) => commands::create(&root, &a.opts()).map(|_| 0),
         Cmd::Start { id } => commands::start(&root, &id).map(|_| 0),
         Cmd::Run { create, detach } => commands::run(&root, &create.opts(), detach),
@@ -225,5 +317,14 @@ fn dispatch(cli: Cli) -> runc_rs::Result<i32> {
         Cmd::Resume { id } => commands::resume(&root, &id).map(|_| 0),
         Cmd::Spec { bundle } => commands::spec(&bundle, cli.rootless.is_some()).map(|_| 0),
         Cmd::Features => commands::features().map(|_| 0),
+        Cmd::Update(a) => commands::update(&root, &a.opts()).map(|_| 0),
+        Cmd::Events {
+            stats,
+            interval,
+            id,
+        } => {
+            let every = commands::parse_duration(&interval)?;
+            commands::events(&root, &id, stats, every).map(|_| 0)
+        }
     }
 }

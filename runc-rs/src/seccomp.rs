@@ -29,6 +29,22 @@ extern "C" {
     ) -> c_int;
     fn seccomp_attr_set(ctx: *mut c_void, attr: c_int, value: u32) -> c_int;
     fn seccomp_load(ctx: *const c_void) -> c_int;
+    fn seccomp_version() -> *const ScmpVersion;
+}
+
+#[repr(C)]
+struct ScmpVersion {
+    major: c_uint,
+    minor: c_uint,
+    micro: c_uint,
+}
+
+/// The version of the linked libseccomp (`2.5.4`).
+pub fn version() -> String {
+    // SAFETY: seccomp_version returns a pointer to a static structure (or NULL).
+    let v = unsafe { seccomp_version().as_ref() };
+    v.map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+        .unwrap_or_else(|| "unknown".into())
 }
 
 const SCMP_FLTATR_CTL_NNP: c_int = 3;

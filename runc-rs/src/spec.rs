@@ -83,6 +83,27 @@ pub fn features() -> Value {
             "apparmor": {"enabled": false},
             "selinux": {"enabled": false}
         },
-        "annotations": {"org.opencontainers.runc.version": env!("CARGO_PKG_VERSION")}
+        "annotations": {
+            "io.github.seccomp.libseccomp.version": crate::seccomp::version(),
+            "org.opencontainers.runc.checkpoint.enabled": "false",
+            "org.opencontainers.runc.commit": COMMIT,
+            "org.opencontainers.runc.version": env!("CARGO_PKG_VERSION")
+        }
     })
+}
+
+/// The commit this binary was built from, when the build said (`RUNC_RS_COMMIT`).
+const COMMIT: &str = match option_env!("RUNC_RS_COMMIT") {
+    Some(c) => c,
+    None => "unknown",
+};
+
+/// `--version` in runc's shape.
+pub fn version_text() -> String {
+    format!(
+        "runc-rs version {}\ncommit: {COMMIT}\nspec: {}\nlibseccomp: {}\n",
+        env!("CARGO_PKG_VERSION"),
+        crate::state::OCI_VERSION,
+        crate::seccomp::version()
+    )
 }

@@ -1,5 +1,6 @@
 //! cgroups: v1 hierarchies (one directory per mounted controller), the v2 unified
 //! hierarchy, and the hybrid layout where only some controllers live on v2.
+pub mod stats;
 pub mod v1;
 pub mod v2;
 
@@ -166,6 +167,45 @@ impl Cgroup {
         Ok(())
     }
 
+    /// Moves the calling (single-threaded) process into every v1 directory by writing `0`
+    /// to `tasks`. Moving only the current thread skips the kernel's global threadgroup
+    /// rwsem, so no RCU grace period is waited for (writing a pid to `cgroup.procs` waits
+    /// for one: several ms on a busy host).
+    pub fn join_v1_self(&self) -> Result<()> {
+        let mut dirs: Vec<&PathBuf> = self.v1.values().collect();
+        dirs.sort();
+        dirs.dedup();
+        for d in dirs {
+            std::fs::write(d.join("tasks"), "0").map_err(|e| err(d, format!("join: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// Writes `pid` into the unified directory's `cgroup.procs` (when clone3 could not
+    /// place the child there).
+    pub fn add_pid_unified(&self, pid: i32) -> Result<()> {
+        if let Some(d) = &self.unified {
+            std::fs::write(d.join("cgroup.procs"), pid.to_string())
+                .map_err(|e| err(d, format!("add pid {pid}: {e}")))?;
+        }
+        Ok(())
+    }
+
+    /// An O_PATH fd of the unified directory, for clone3's CLONE_INTO_CGROUP.
+    pub fn unified_fd(&self) -> Option<std::os::fd::OwnedFd> {
+        let d = self.unified.as_ref()?;
+        let fd = nix::fcntl::open(
+            d,
+            nix::fcntl::OFlag::O_PATH
+                | nix::fcntl::OFlag::O_DIRECTORY
+                | nix::fcntl::OFlag::O_CLOEXEC,
+            nix::sys::stat::Mode::empty(),
+        )
+        .ok()?;
+        // SAFETY: open returned a new fd that nothing else owns.
+        Some(unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) })
+    }
+
     /// The pids in the cgroup (from the first directory that answers).
     pub fn pids(&self) -> Vec<i32> {
         let pref = ["freezer", "pids", "memory", "devices", "cpu"];
@@ -242,5 +282,19 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+}
+
+/// `--systemd-cgroup`: runc-rs drives cgroupfs only; say why the systemd driver is refused.
+pub fn systemd_unsupported() -> Error {
+    if Path::new("/run/systemd/system").is_dir() {
+        Error::InvalidArgument(
+            "the systemd cgroup driver is not implemented by runc-rs: use the cgroupfs driver (drop --systemd-cgroup)"
+                .into(),
+        )
+    } else {
+        Error::InvalidArgument(
+            "systemd not running on this host, cannot use systemd cgroups manager".into(),
+        )
     }
 }

@@ -175,6 +175,16 @@ pub fn apply(
         } else {
             ("blkio.bfq.weight", "blkio.bfq.weight_device")
         };
+        let wants_weight = b.weight().is_some_and(|w| w != 0)
+            || b.weight_device().as_ref().is_some_and(|v| !v.is_empty());
+        if wants_weight && !dir.join(wfile).exists() {
+            return Err(Error::Cgroup {
+                path: dir.clone(),
+                msg: "blkio weight is not supported by this kernel's I/O scheduler \
+                      (no blkio.weight nor blkio.bfq.weight)"
+                    .into(),
+            });
+        }
         if let Some(w) = b.weight().filter(|w| *w != 0) {
             write(dir, wfile, w)?;
         }

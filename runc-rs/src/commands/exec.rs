@@ -1,6 +1,6 @@
 //! `exec`: a new process in a running container: joins the init's namespaces and
 //! cgroup, applies the process settings, reports over the sync socket, execs.
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use nix::sched::CloneFlags;
@@ -148,11 +148,14 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
         }
     }
     let (parent_sock, child_sock) = sync::pair()?;
-    let pid = clone_child(CloneFlags::empty())?;
+    let cg_fd = st.cgroup.unified_fd();
+    let (pid, in_unified) = clone_child(CloneFlags::empty(), cg_fd.as_ref().map(|f| f.as_fd()))?;
+    drop(cg_fd);
     if pid == 0 {
         drop(parent_sock);
         child(
             &child_sock,
+            &st.cgroup,
             &join,
             &process,
             &st.config,
@@ -169,9 +172,11 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
         );
         let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
     };
-    if let Err(e) = st.cgroup.add_pid(pid) {
-        kill_child();
-        return Err(e);
+    if !in_unified {
+        if let Err(e) = st.cgroup.add_pid_unified(pid) {
+            kill_child();
+            return Err(e);
+        }
     }
     sync::send(&parent_sock, sync::GO)?;
     let msg = sync::recv(&parent_sock)?;
@@ -201,8 +206,10 @@ pub fn exec(root: &Path, o: &ExecOpts) -> Result<i32> {
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn child(
     sock: &OwnedFd,
+    cgroup: &crate::cgroups::Cgroup,
     join: &[(LinuxNamespaceType, OwnedFd)],
     p: &Process,
     spec: &Spec,
@@ -215,6 +222,8 @@ fn child(
             return Err(Error::Init("runc-rs went away".into()));
         }
         crate::process::cloexec_from(3 + preserve);
+        // The host's cgroup files, before joining the container's namespaces.
+        cgroup.join_v1_self()?;
         for (t, fd) in join {
             if *t != LinuxNamespaceType::Pid {
                 namespaces::setns(*t, fd)?;

@@ -14,9 +14,57 @@ fn print_json<T: Serialize>(v: &T) -> Result<()> {
     writeln!(out, "{s}").ctx(|| "write stdout".into())
 }
 
+/// Like runc: indented JSON without a trailing newline.
 pub fn state(root: &Path, id: &str) -> Result<()> {
     let st = State::load(root, id)?;
-    print_json(&st.oci(st.status(root)))
+    let s = serde_json::to_string_pretty(&st.oci(st.status(root)))
+        .map_err(|e| Error::State(format!("encode json: {e}")))?;
+    let mut out = std::io::stdout().lock();
+    out.write_all(s.as_bytes()).ctx(|| "write stdout".into())
+}
+
+/// The user name owning the container's state dir (runc's `owner` in `list`).
+fn owner_of(root: &Path, id: &str) -> String {
+    use std::os::unix::fs::MetadataExt;
+    let uid = std::fs::metadata(crate::state::container_dir(root, id))
+        .map(|m| m.uid())
+        .unwrap_or(0);
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() > 2 && f[2].parse::<u32>().ok() == Some(uid)).then(|| f[0].to_string())
+            })
+        })
+        .unwrap_or_else(|| format!("#{uid}"))
+}
+
+/// Go's tabwriter as runc sets it up (min width 12, padding 3): aligned columns.
+fn tabulate(rows: &[Vec<String>]) -> String {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count() + 3)
+                .max()
+                .unwrap_or(0)
+                .max(12)
+        })
+        .collect();
+    let mut out = String::new();
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            if i + 1 == r.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}", w = widths[i]));
+            }
+        }
+        out.push('\n');
+    }
+    out
 }
 
 #[derive(Serialize)]
@@ -29,7 +77,9 @@ struct ListEntry<'a> {
     bundle: &'a Path,
     rootfs: &'a Path,
     created: &'a str,
-    owner: &'a str,
+    #[serde(skip_serializing_if = "std::collections::HashMap::is_empty")]
+    annotations: &'a std::collections::HashMap<String, String>,
+    owner: String,
 }
 
 pub fn list(root: &Path, json: bool, quiet: bool) -> Result<()> {
@@ -68,33 +118,30 @@ pub fn list(root: &Path, json: bool, quiet: bool) -> Result<()> {
                 bundle: &s.bundle,
                 rootfs: &s.rootfs,
                 created: &s.created,
-                owner: &s.owner,
+                annotations: &s.annotations,
+                owner: owner_of(root, &s.id),
             })
             .collect();
         let v = serde_json::to_string(&entries)
             .map_err(|e| Error::State(format!("encode json: {e}")))?;
         return writeln!(out, "{v}").ctx(|| "write stdout".into());
     }
-    writeln!(
-        out,
-        "{:<12} {:<10} {:<10} {:<40} {:<30} OWNER",
-        "ID", "PID", "STATUS", "BUNDLE", "CREATED"
-    )
-    .ctx(|| "write stdout".into())?;
+    let mut table = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+        .map(String::from)
+        .to_vec()];
     for (s, st) in &rows {
         let pid = if *st == Status::Stopped { 0 } else { s.pid };
-        writeln!(
-            out,
-            "{:<12} {:<10} {:<10} {:<40} {:<30} {}",
-            s.id,
-            pid,
-            st.as_str(),
-            s.bundle.display(),
-            s.created,
-            if s.owner.is_empty() { "root" } else { &s.owner }
-        )
-        .ctx(|| "write stdout".into())?;
+        table.push(vec![
+            s.id.clone(),
+            pid.to_string(),
+            st.as_str().to_string(),
+            s.bundle.display().to_string(),
+            s.created.clone(),
+            owner_of(root, &s.id),
+        ]);
     }
+    out.write_all(tabulate(&table).as_bytes())
+        .ctx(|| "write stdout".into())?;
     Ok(())
 }
 
@@ -154,4 +201,21 @@ pub fn spec(bundle: &Path, rootless: bool) -> Result<()> {
 
 pub fn features() -> Result<()> {
     print_json(&crate::spec::features())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn table_like_go_tabwriter() {
+        let rows = vec![
+            vec!["ID".to_string(), "PID".into(), "OWNER".into()],
+            vec!["a-much-longer-id".to_string(), "1".into(), "root".into()],
+        ];
+        assert_eq!(
+            tabulate(&rows),
+            "ID                 PID         OWNER\na-much-longer-id   1           root\n"
+        );
+    }
 }

@@ -52,6 +52,7 @@ fn mounts() -> Value {
             Some(json!({
                 "destination": lf.get(4)?,
                 "options": lf.get(5)?,
+                "optional": lf.get(6..).map(|o| o.join(" ")).unwrap_or_default(),
                 "type": rf.first()?,
                 "source": rf.get(1).unwrap_or(&""),
                 "super_options": rf.get(2).unwrap_or(&""),
@@ -132,6 +133,33 @@ fn cgroup_limits() -> Value {
     Value::Object(m)
 }
 
+/// The session keyring's description (`keyring;uid;gid;perm;name`), if there is one.
+fn session_keyring() -> Option<String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: KEYCTL_DESCRIBE (6) of KEY_SPEC_SESSION_KEYRING (-3) writes at most buf.len()
+    // bytes into buf.
+    let n = unsafe { libc::syscall(libc::SYS_keyctl, 6, -3, buf.as_mut_ptr(), buf.len()) };
+    (n > 0).then(|| {
+        String::from_utf8_lossy(&buf[..(n as usize).min(buf.len())])
+            .trim_end_matches('\0')
+            .to_string()
+    })
+}
+
+/// Open fd numbers (without the one reading /proc/self/fd).
+fn open_fds() -> Vec<u32> {
+    let mut v: Vec<u32> = std::fs::read_dir("/proc/self/fd")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_string_lossy().parse().ok())
+        .collect();
+    v.sort_unstable();
+    // The last one is read_dir's own.
+    v.pop();
+    v
+}
+
 fn main() {
     let st = status();
     let get = |k: &str| st.get(k).cloned().unwrap_or_default();
@@ -166,6 +194,8 @@ fn main() {
         "cgroup": read("/proc/self/cgroup"),
         "cgroup_limits": cgroup_limits(),
         "args": std::env::args().collect::<Vec<_>>(),
+        "session_keyring": session_keyring(),
+        "open_fds": open_fds(),
     });
     println!("{out}");
 }

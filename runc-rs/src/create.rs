@@ -21,6 +21,8 @@ pub struct CreateOpts {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
     pub no_pivot: bool,
+    /// Keep the caller's session keyring instead of joining `_ses.<id>`.
+    pub no_new_keyring: bool,
     pub preserve_fds: u32,
 }
 
@@ -216,6 +218,7 @@ pub fn create(root: &Path, o: &CreateOpts, with_fifo: bool) -> Result<i32> {
             fifo: fifo.as_ref().map(|f| f.as_raw_fd()),
             console: console.as_ref().map(|c| c.as_raw_fd()),
             no_pivot: o.no_pivot,
+            keyring: (!o.no_new_keyring).then(|| format!("_ses.{}", o.id)),
             preserve_fds: o.preserve_fds,
             parent_hooks,
             self_join,

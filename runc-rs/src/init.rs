@@ -23,6 +23,8 @@ pub struct InitArgs<'a> {
     pub fifo: Option<RawFd>,
     pub console: Option<RawFd>,
     pub no_pivot: bool,
+    /// The session keyring to join (runc's `_ses.<id>`), unless `--no-new-keyring`.
+    pub keyring: Option<String>,
     pub preserve_fds: u32,
     /// Ask runc-rs to run prestart/createRuntime hooks before pivot_root.
     pub parent_hooks: bool,
@@ -89,6 +91,9 @@ fn setup(a: &InitArgs<'_>, state: &[u8]) -> Result<Exec> {
     }
     nix::unistd::setsid().ctx(|| "setsid".into())?;
     set_hostname(spec, a.plan)?;
+    if let Some(name) = &a.keyring {
+        process::join_session_keyring(name, userns)?;
+    }
     if !a.plan.has(LinuxNamespaceType::Mount) {
         return Err(Error::Spec("a mount namespace is required".into()));
     }

@@ -56,13 +56,13 @@ struct CreateArgs {
 
 impl CreateArgs {
     fn opts(self) -> CreateOpts {
-        let _ = self.no_new_keyring;
         CreateOpts {
             id: self.id,
             bundle: self.bundle,
             pid_file: self.pid_file,
             console_socket: self.console_socket,
             no_pivot: self.no_pivot,
+            no_new_keyring: self.no_new_keyring,
             preserve_fds: self.preserve_fds,
         }
     }

@@ -208,3 +208,57 @@ pub fn cloexec_from(from: u32) {
         )
     };
 }
+
+const KEYCTL_JOIN_SESSION_KEYRING: libc::c_int = 1;
+const KEYCTL_SETPERM: libc::c_int = 5;
+const KEYCTL_DESCRIBE: libc::c_int = 6;
+
+/// Joins a new session keyring `name` (not the caller's) and makes it searchable, as runc
+/// does; kernels without keyrings (ENOSYS) are tolerated.
+pub fn join_session_keyring(name: &str, userns: bool) -> Result<()> {
+    let c = CString::new(name)
+        .map_err(|_| Error::InvalidArgument(format!("bad keyring name {name:?}")))?;
+    // SAFETY: keyctl with a valid NUL-terminated name.
+    let id = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, c.as_ptr()) };
+    if id < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOSYS) {
+            return Ok(());
+        }
+        return Err(Error::io("unable to join session keyring", e));
+    }
+    let mut buf = [0u8; 256];
+    // SAFETY: KEYCTL_DESCRIBE writes at most buf.len() bytes into buf.
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_DESCRIBE,
+            id,
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(Error::io(
+            "describe session keyring",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    // "keyring;uid;gid;perm;description", perm in hex.
+    let desc = String::from_utf8_lossy(&buf[..(n as usize).min(buf.len())]).into_owned();
+    let perm = desc
+        .split(';')
+        .nth(3)
+        .and_then(|p| u32::from_str_radix(p, 16).ok())
+        .ok_or_else(|| Error::Init(format!("unexpected keyring description {desc:?}")))?;
+    // With a user namespace 'other' needs search, else the possessor's UID does.
+    let add = if userns { 0x8 } else { 0x80000 };
+    // SAFETY: keyctl with integer arguments only.
+    if unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_SETPERM, id, perm | add) } < 0 {
+        return Err(Error::io(
+            "unable to mod keyring permissions",
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
+}

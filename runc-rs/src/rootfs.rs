@@ -172,7 +172,11 @@ pub fn mount_all(spec: &Spec, rootfs: &Path, cgroup: &Cgroup, in_userns: bool) -
         .transpose()?
         .unwrap_or(MsFlags::MS_SLAVE | MsFlags::MS_REC);
     do_mount(None, Path::new("/"), None, prop, None)?;
-    make_parent_mount_private(rootfs)?;
+    // After a slave or private `/`, no mount is shared: only a shared propagation needs
+    // the parent of the rootfs made private for pivot_root.
+    if prop.contains(MsFlags::MS_SHARED) {
+        make_parent_mount_private(rootfs)?;
+    }
     do_mount(
         Some(rootfs),
         rootfs,

@@ -30,7 +30,28 @@ pub fn send(fd: &OwnedFd, msg: &[u8]) -> Result<()> {
 
 /// Reads one message; an empty vector means the peer closed its end.
 pub fn recv(fd: &OwnedFd) -> Result<Vec<u8>> {
-    let mut buf = vec![0u8; 65536];
+    // Peek at the size first: a small buffer touches few pages (each one a copy-on-write
+    // fault in a freshly cloned init).
+    let len = loop {
+        // SAFETY: recv with MSG_PEEK|MSG_TRUNC into a zero-length buffer only reports the
+        // size of the next datagram; it writes nothing.
+        let r = unsafe {
+            libc::recv(
+                fd.as_raw_fd(),
+                std::ptr::null_mut(),
+                0,
+                libc::MSG_PEEK | libc::MSG_TRUNC,
+            )
+        };
+        if r >= 0 {
+            break r as usize;
+        }
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(Error::io("read sync message", e));
+        }
+    };
+    let mut buf = vec![0u8; len.max(1)];
     loop {
         match nix::unistd::read(fd.as_raw_fd(), &mut buf) {
             Ok(n) => {

@@ -380,3 +380,61 @@ fn events_stream_stats_and_an_oom_kill() {
     assert!(st.success());
     b.ok(&["delete", &b.id]);
 }
+
+#[test]
+fn net_cls_and_net_prio_when_mounted_and_a_clear_error_when_not() {
+    let b = Bundle::new(&["true"]);
+    b.edit(|s| {
+        s["linux"]["resources"]["network"] =
+            json!({"classID": 1048577, "priorities": [{"name": "lo", "priority": 5}]})
+    });
+    // Not mounted on this host: create refuses, says why, leaves nothing.
+    assert!(
+        !Path::new("/sys/fs/cgroup/net_cls").exists(),
+        "this host mounts net_cls"
+    );
+    let st = b.create_piped(&[]).wait().expect("wait");
+    assert!(!st.success());
+    assert!(
+        b.log()
+            .contains("the net_cls controller is not mounted on this host"),
+        "{}",
+        b.log()
+    );
+    assert!(!b.root.join(&b.id).exists());
+    assert!(!b.cgroup_dir("memory").exists());
+    // Mounted (in a private mount namespace, so that no other test sees the hierarchy):
+    // the values reach the files.
+    let m = b.dir.join("nc");
+    let cg = m.join("net_cls,net_prio");
+    let script = format!(
+        "set -e; mkdir -p {m}; mount -t tmpfs none {m}; mkdir {cg}; \
+         mount -t cgroup -o net_cls,net_prio none {cg}; \
+         {bin} --root {root} --log {log} create --bundle {dir} {id} </dev/null >/dev/null; \
+         d={cg}/{parent}/{id}; cat $d/net_cls.classid; grep '^lo ' $d/net_prio.ifpriomap; \
+         cat $d/cgroup.procs | wc -l; {bin} --root {root} delete --force {id}; \
+         test ! -e $d && echo removed; rmdir {cg}/{parent}",
+        m = m.display(),
+        cg = cg.display(),
+        bin = BIN,
+        root = b.root.display(),
+        log = b.dir.join("log.json").display(),
+        dir = b.dir.display(),
+        id = b.id,
+        parent = b.cg_parent,
+    );
+    let o = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", &script])
+        .output()
+        .expect("unshare");
+    assert!(
+        o.status.success(),
+        "{} {}",
+        String::from_utf8_lossy(&o.stderr),
+        b.log()
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "1048577\nlo 5\n1\nremoved\n"
+    );
+}

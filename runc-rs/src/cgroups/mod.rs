@@ -242,7 +242,20 @@ impl Cgroup {
         }
         if let Some(d) = &self.unified {
             if d.join("cgroup.freeze").exists() {
-                return utils::write_file(&d.join("cgroup.freeze"), if frozen { "1" } else { "0" });
+                utils::write_file(&d.join("cgroup.freeze"), if frozen { "1" } else { "0" })?;
+                // Freezing is asynchronous on v2: cgroup.events says when it is done.
+                let want = if frozen { "frozen 1" } else { "frozen 0" };
+                let deadline = Instant::now() + Duration::from_secs(10);
+                loop {
+                    let ev = std::fs::read_to_string(d.join("cgroup.events")).unwrap_or_default();
+                    if ev.is_empty() || ev.lines().any(|l| l.trim() == want) {
+                        return Ok(());
+                    }
+                    if Instant::now() > deadline {
+                        return Err(err(d, format!("cgroup.events never said {want:?}")));
+                    }
+                    std::thread::sleep(Duration::from_millis(1));
+                }
             }
         }
         Err(err(Path::new("/sys/fs/cgroup"), "no freezer controller"))
@@ -298,3 +311,6 @@ pub fn systemd_unsupported() -> Error {
         )
     }
 }
+
+#[cfg(test)]
+mod tests;

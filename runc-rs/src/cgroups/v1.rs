@@ -231,20 +231,32 @@ pub fn apply(
         }
     }
     if let Some(n) = res.network() {
+        let prios = n.priorities().as_deref().unwrap_or(&[]);
+        // A limit that cannot be applied is an error, not silently dropped.
+        for (ctrl, wanted) in [
+            ("net_cls", n.class_id().is_some()),
+            ("net_prio", !prios.is_empty()),
+        ] {
+            if wanted && !paths.contains_key(ctrl) {
+                return Err(Error::Cgroup {
+                    path: PathBuf::from("/sys/fs/cgroup").join(ctrl),
+                    msg: format!(
+                        "the {ctrl} controller is not mounted on this host: cannot apply linux.resources.network"
+                    ),
+                });
+            }
+        }
         if let (Some(dir), Some(id)) = (paths.get("net_cls"), n.class_id()) {
             write(dir, "net_cls.classid", id)?;
         }
         if let Some(dir) = paths.get("net_prio") {
-            for p in n.priorities().as_deref().unwrap_or(&[]) {
+            for p in prios {
                 write(
                     dir,
                     "net_prio.ifpriomap",
                     format!("{} {}", p.name(), p.priority()),
                 )?;
             }
-        }
-        if n.class_id().is_some() && !paths.contains_key("net_cls") {
-            tracing::debug!("net_cls is not mounted: classid skipped");
         }
     }
     Ok(())

@@ -134,6 +134,13 @@ pub fn apply(dir: &Path, res: &LinuxResources) -> Result<()> {
         }
     }
     if let Some(c) = res.cpu() {
+        if c.realtime_period().is_some_and(|v| v != 0)
+            || c.realtime_runtime().is_some_and(|v| v != 0)
+        {
+            return Err(Error::InvalidArgument(
+                "cpu realtimePeriod/realtimeRuntime are not supported on cgroup v2".into(),
+            ));
+        }
         if let Some(s) = c.shares().filter(|s| *s != 0) {
             write(dir, "cpu.weight", shares_to_weight(s))?;
         }

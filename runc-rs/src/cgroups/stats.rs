@@ -121,7 +121,7 @@ pub fn page_size_name(bytes: u64) -> String {
     let units = ["B", "KB", "MB", "GB", "TB"];
     let mut v = bytes;
     let mut i = 0;
-    while v >= 1024 && v % 1024 == 0 && i + 1 < units.len() {
+    while v >= 1024 && v.is_multiple_of(1024) && i + 1 < units.len() {
         v /= 1024;
         i += 1;
     }
@@ -207,9 +207,10 @@ fn v1_stats(cg: &Cgroup) -> Map<String, Value> {
             "cpus".into(),
             parse_list(&read(d, "cpuset.cpus").unwrap_or_default()).into(),
         );
-        for f in ["cpu_exclusive"] {
-            c.insert(f.into(), num(d, &format!("cpuset.{f}")).unwrap_or(0).into());
-        }
+        c.insert(
+            "cpu_exclusive".into(),
+            num(d, "cpuset.cpu_exclusive").unwrap_or(0).into(),
+        );
         c.insert(
             "mems".into(),
             parse_list(&read(d, "cpuset.mems").unwrap_or_default()).into(),

@@ -196,7 +196,7 @@ mod tests {
         .expect("json");
         let req = json!({"memory":{"limit":200},"pids":{"limit":7}});
         let (full, delta) = merge(&old, &req).expect("merge");
-        let m = full.memory().clone().expect("memory");
+        let m = full.memory().expect("memory");
         assert_eq!((m.limit(), m.reservation()), (Some(200), Some(50)));
         assert_eq!(full.cpu().as_ref().and_then(|c| c.shares()), Some(512));
         assert_eq!(full.pids().as_ref().map(|p| p.limit()), Some(7));

@@ -38,7 +38,6 @@ d["linux"]["cgroupsPath"] = "/" + cg + "/ID"
 json.dump(d, open(p, "w"))
 PY
 
-now() { date +%s%N; }
 median() { sort -n | awk '{a[NR]=$1} END {if (NR==0) print "n/a"; else if (NR%2) printf "%.2f", a[(NR+1)/2]/1e6; else printf "%.2f", (a[NR/2]+a[NR/2+1])/2e6}'; }
 
 # Each runtime gets its own copy of the config with its own cgroup leaf per run.
@@ -58,21 +57,22 @@ for i in $(seq 1 "$N"); do
   for r in "${runs_ok[@]}"; do
     bin=$(rt_bin "$r"); id="$r-$i"
     sed "s#/ID\"#/$id\"#" "$WORK/config.orig" > "$B/config.json"
-    t0=$(now); "$bin" --root "$WORK/root-$r" run --bundle "$B" "$id" >/dev/null 2>&1 </dev/null; t1=$(now)
-    RUN[$r]+="$((t1 - t0)) "
+    t0=${EPOCHREALTIME/./}; "$bin" --root "$WORK/root-$r" run --bundle "$B" "$id" >/dev/null 2>&1 </dev/null; t1=${EPOCHREALTIME/./}
+    RUN[$r]+="$(( (t1 - t0) * 1000 )) "
     id="$r-l$i"
     sed "s#/ID\"#/$id\"#" "$WORK/config.orig" > "$B/config.json"
-    t0=$(now)
+    t0=${EPOCHREALTIME/./}
     "$bin" --root "$WORK/root-$r" --log "$WORK/log-$r.json" --log-format json create --bundle "$B" --pid-file "$WORK/pid" "$id" >/dev/null 2>&1 </dev/null
     "$bin" --root "$WORK/root-$r" --log "$WORK/log-$r.json" --log-format json start "$id"
     until "$bin" --root "$WORK/root-$r" state "$id" 2>/dev/null | grep -q '"stopped"'; do :; done
     "$bin" --root "$WORK/root-$r" --log "$WORK/log-$r.json" --log-format json delete "$id"
-    t1=$(now)
-    LIFE[$r]+="$((t1 - t0)) "
+    t1=${EPOCHREALTIME/./}
+    LIFE[$r]+="$(( (t1 - t0) * 1000 )) "
   done
 done
 cp "$WORK/config.orig" "$B/config.json"
 
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg) on $(nproc) cores"
 echo "runtime   run /bin/true (median ms, n=$N)   lifecycle create/start/state-poll/delete (median ms)"
 for r in "${runs_ok[@]}"; do
   printf '%-9s %-34s %s\n' "$r" "$(echo ${RUN[$r]} | tr ' ' '\n' | median)" "$(echo ${LIFE[$r]} | tr ' ' '\n' | median)"

@@ -144,11 +144,21 @@ async fn namespaces_lifecycle_and_errors() {
     c.delete(npb::DeleteNamespaceRequest { name: "n1".into() })
         .await
         .expect("delete");
-    let e = c
+    let listed = c
+        .list(npb::ListNamespacesRequest {
+            filter: String::new(),
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(!listed.namespaces.iter().any(|n| n.name == "n1"), "deleted");
+    // As in containerd, Get of a namespace that does not exist answers with no labels.
+    let got = c
         .get(npb::GetNamespaceRequest { name: "n1".into() })
         .await
-        .expect_err("gone");
-    assert_eq!(e.code(), tonic::Code::NotFound);
+        .expect("get of a missing namespace")
+        .into_inner();
+    assert!(got.namespace.expect("ns").labels.is_empty());
 
     // Requests without a namespace are refused as containerd does.
     let e = images

@@ -1,8 +1,6 @@
 //! containerd-rs: parses flags, sets up logging and runs the daemon (see ARCHITECTURE.md).
-use clap::Parser;
-
 fn main() -> anyhow::Result<()> {
-    let config = containerd_rs::Config::parse();
+    let config = containerd_rs::Config::from_args()?;
     let level = if config.debug {
         "containerd_rs=debug,info"
     } else {

@@ -18,6 +18,8 @@ pub struct Daemon {
     pub snapshots: Snapshots,
     pub events: Exchange,
     pub tasks: TaskManager,
+    /// Runtime names -> shim binary and default runtime options.
+    pub runtimes: crate::config::Runtimes,
     /// Scratch space for temporary mounts and diff output (on the root filesystem).
     pub tmp: PathBuf,
     pub started: std::time::Instant,
@@ -68,11 +70,20 @@ impl Daemon {
         }
         let tmp = config.root.join("tmpmounts");
         std::fs::create_dir_all(&tmp).map_err(io("mkdir", &tmp))?;
+        let default_shim = crate::shim::find_shim(config.shim_binary.as_deref());
         let tasks = TaskManager::new(
             config.state.clone(),
             config.address.clone(),
-            crate::shim::find_shim(config.shim_binary.as_deref()),
+            default_shim.clone(),
             config.debug,
+        );
+        let runtimes = crate::config::Runtimes::new(
+            default_shim,
+            config
+                .runtime_binary
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            config.runtimes.clone(),
         );
         Ok(Self {
             snapshots: Snapshots::new(meta.clone(), backends),
@@ -80,20 +91,12 @@ impl Daemon {
             content,
             events: Exchange::new(),
             tasks,
+            runtimes,
             tmp,
             started: std::time::Instant::now(),
             uuid: uuid::Uuid::new_v4().to_string(),
             config,
         })
-    }
-
-    /// The runtime binary the shim runs when a container's options name none.
-    pub fn runtime_binary(&self) -> String {
-        self.config
-            .runtime_binary
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "runc-rs".to_string())
     }
 }
 
@@ -114,6 +117,11 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 
     // Reconnect to shims before serving tasks; publish the exits of those that died.
     for (task, dead) in daemon.tasks.recover().await {
+        if dead.is_none() {
+            crate::monitor::watch(daemon.clone(), task.namespace.clone(), task.id.clone());
+            continue;
+        }
+        let dead = dead.expect("checked above");
         daemon.events.publish(
             &task.namespace,
             "/tasks/exit",

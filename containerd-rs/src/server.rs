@@ -24,6 +24,8 @@ pub struct Daemon {
     pub tmp: PathBuf,
     pub started: std::time::Instant,
     pub uuid: String,
+    /// Wakes the garbage collector ([`crate::gc::scheduler`]).
+    pub gc_wanted: tokio::sync::Notify,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +71,9 @@ impl Daemon {
             backends.push(Arc::new(b));
         }
         let tmp = config.root.join("tmpmounts");
+        // Mounts left by a crash inside Diff.Apply or Diff.Diff.
+        crate::mount::unmount_under(&tmp);
+        let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io("mkdir", &tmp))?;
         let default_shim = crate::shim::find_shim(config.shim_binary.as_deref());
         let tasks = TaskManager::new(
@@ -95,6 +100,7 @@ impl Daemon {
             tmp,
             started: std::time::Instant::now(),
             uuid: uuid::Uuid::new_v4().to_string(),
+            gc_wanted: tokio::sync::Notify::new(),
             config,
         })
     }
@@ -134,6 +140,11 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             },
         );
     }
+
+    // A first collection soon after startup cleans what a crash left (partial ingests,
+    // unreferenced snapshots), as containerd's scheduler does.
+    tokio::spawn(crate::gc::scheduler(daemon.clone()));
+    daemon.schedule_gc();
 
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let shutdown = async {

@@ -48,6 +48,7 @@ impl Daemon {
     }
 
     pub fn spawn(&mut self) {
+        let collections = self.log().matches("garbage collected").count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -76,6 +77,16 @@ impl Daemon {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+        // The collection containerd-rs runs after startup: wait for it, so that objects a test
+        // writes without a lease are not collected under it.
+        while self.log().matches("garbage collected").count() <= collections {
+            assert!(
+                Instant::now() < deadline,
+                "no startup collection: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 

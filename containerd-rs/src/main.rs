@@ -12,7 +12,11 @@ fn main() -> anyhow::Result<()> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+    // Two workers are plenty for a daemon whose requests wait on shims and disks; blocking
+    // store work goes to the (lazily grown) blocking pool.
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
         .enable_all()
         .build()?;
     rt.block_on(containerd_rs::run(config))?;

@@ -105,11 +105,15 @@ impl Events {
 
     /// Waits until a line shows `topic` for container `id` (live, as it happens).
     fn wait_for(&self, topic: &str, id: &str) {
-        until(&format!("event {topic} for {id}"), Duration::from_secs(30), || {
-            self.text().lines().any(|l| {
-                l.split_whitespace().nth(5) == Some(topic) && l.contains(&format!("\"{id}\""))
-            })
-        });
+        until(
+            &format!("event {topic} for {id}"),
+            Duration::from_secs(30),
+            || {
+                self.text().lines().any(|l| {
+                    l.split_whitespace().nth(5) == Some(topic) && l.contains(&format!("\"{id}\""))
+                })
+            },
+        );
     }
 }
 
@@ -132,19 +136,39 @@ fn ctr_runs_and_manages_tasks_with_live_events() {
     ok(d.ctr(&["namespaces", "create", ns, "team=x"]));
     let listed = ok(d.ctr(&["namespaces", "ls"]));
     assert!(
-        listed.lines().any(|l| l.starts_with(ns) && l.contains("team=x")),
+        listed
+            .lines()
+            .any(|l| l.starts_with(ns) && l.contains("team=x")),
         "{listed}"
     );
     import_busybox(&d, ns);
     assert!(ok(d.ctr(&["-n", ns, "content", "ls"])).contains("sha256:"));
     assert!(ok(d.ctr(&["-n", ns, "snapshots", "ls"])).contains("Committed"));
     let out = ok(d.ctr(&[
-        "-n", ns, "run", "--rm", "--fifo-dir", fifo_dir, IMAGE, "once", "echo", "hi",
+        "-n",
+        ns,
+        "run",
+        "--rm",
+        "--fifo-dir",
+        fifo_dir,
+        IMAGE,
+        "once",
+        "echo",
+        "hi",
     ]));
     assert_eq!(out.trim(), "hi");
 
     ok(d.ctr(&[
-        "-n", ns, "run", "-d", "--fifo-dir", fifo_dir, IMAGE, "bg", "sh", "-c",
+        "-n",
+        ns,
+        "run",
+        "-d",
+        "--fifo-dir",
+        fifo_dir,
+        IMAGE,
+        "bg",
+        "sh",
+        "-c",
         "trap 'exit 0' TERM; sleep 300 & wait",
     ]));
     events.wait_for("/tasks/start", "bg");
@@ -155,16 +179,46 @@ fn ctr_runs_and_manages_tasks_with_live_events() {
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .expect("pid in task ls");
     let ps = ok(d.ctr(&["-n", ns, "task", "ps", "bg"]));
-    let pids: Vec<&str> = ps.lines().skip(1).filter_map(|l| l.split_whitespace().next()).collect();
-    assert!(pids.contains(&pid.to_string().as_str()) && pids.len() >= 2, "{ps}");
+    let pids: Vec<&str> = ps
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert!(
+        pids.contains(&pid.to_string().as_str()) && pids.len() >= 2,
+        "{ps}"
+    );
 
     let out = ok(d.ctr(&[
-        "-n", ns, "task", "exec", "--exec-id", "e1", "--fifo-dir", fifo_dir, "bg", "sh", "-c",
+        "-n",
+        ns,
+        "task",
+        "exec",
+        "--exec-id",
+        "e1",
+        "--fifo-dir",
+        fifo_dir,
+        "bg",
+        "sh",
+        "-c",
         "echo exec-$((40+2)) $(cat /proc/1/cmdline | tr '\\0' ' ')",
     ]));
-    assert_eq!(out.trim(), "exec-42 sh -c trap 'exit 0' TERM; sleep 300 & wait");
+    assert_eq!(
+        out.trim(),
+        "exec-42 sh -c trap 'exit 0' TERM; sleep 300 & wait"
+    );
     let failed = d.ctr(&[
-        "-n", ns, "task", "exec", "--exec-id", "e2", "--fifo-dir", fifo_dir, "bg", "sh", "-c",
+        "-n",
+        ns,
+        "task",
+        "exec",
+        "--exec-id",
+        "e2",
+        "--fifo-dir",
+        fifo_dir,
+        "bg",
+        "sh",
+        "-c",
         "exit 3",
     ]);
     assert_eq!(failed.status.code(), Some(3), "{}", text(&failed));
@@ -196,7 +250,10 @@ fn ctr_runs_and_manages_tasks_with_live_events() {
         .collect();
     let first = |t: &str| order.iter().position(|x| *x == t).unwrap_or(usize::MAX);
     assert!(first("/tasks/create") < first("/tasks/start"), "{all}");
-    assert!(first("/tasks/exec-added") < first("/tasks/exec-started"), "{all}");
+    assert!(
+        first("/tasks/exec-added") < first("/tasks/exec-started"),
+        "{all}"
+    );
     assert!(first("/tasks/paused") < first("/tasks/resumed"), "{all}");
     assert!(first("/tasks/exit") < first("/tasks/delete"), "{all}");
     assert!(first("/tasks/delete") != usize::MAX, "{all}");
@@ -232,13 +289,19 @@ fn ctr_run_t_gets_a_tty() {
             if n == 0 {
                 break;
             }
-            o.lock().expect("out").push_str(&String::from_utf8_lossy(&buf[..n]));
+            o.lock()
+                .expect("out")
+                .push_str(&String::from_utf8_lossy(&buf[..n]));
         }
     });
     let deadline = Instant::now() + Duration::from_secs(60);
     // Typed lines go through the pty to the shell until it answers.
     while !out.lock().expect("out").contains("typed-42") {
-        assert!(Instant::now() < deadline, "no answer: {}", out.lock().expect("out"));
+        assert!(
+            Instant::now() < deadline,
+            "no answer: {}",
+            out.lock().expect("out")
+        );
         let _ = stdin.write_all(b"echo typed-$((40+2)); tty; [ -t 0 ] && echo stdin-is-a-tty\n");
         std::thread::sleep(Duration::from_millis(500));
     }
@@ -247,7 +310,11 @@ fn ctr_run_t_gets_a_tty() {
         if let Some(s) = child.try_wait().expect("wait script") {
             break s;
         }
-        assert!(Instant::now() < deadline, "ctr did not exit: {}", out.lock().expect("out"));
+        assert!(
+            Instant::now() < deadline,
+            "ctr did not exit: {}",
+            out.lock().expect("out")
+        );
         std::thread::sleep(Duration::from_millis(100));
     };
     let got = out.lock().expect("out").clone();
@@ -347,8 +414,14 @@ BinaryName = "/usr/bin/crun"
     };
     let argv = cmdline(pid);
     assert_eq!(argv.get(1).map(String::as_str), Some("init"), "{argv:?}");
-    assert!(argv[0].ends_with("runc") && !argv[0].ends_with("runc-rs"), "{argv:?}");
-    assert!(real_root.join("real/state.json").exists(), "runc root from the config");
+    assert!(
+        argv[0].ends_with("runc") && !argv[0].ends_with("runc-rs"),
+        "{argv:?}"
+    );
+    assert!(
+        real_root.join("real/state.json").exists(),
+        "runc root from the config"
+    );
     tasks
         .start(req(
             ns,
@@ -371,7 +444,10 @@ BinaryName = "/usr/bin/crun"
         .expect("wait")
         .into_inner();
     assert_eq!(w.exit_status, 0);
-    assert_eq!(std::fs::read_to_string(&out).expect("out"), "ran-by-config\n");
+    assert_eq!(
+        std::fs::read_to_string(&out).expect("out"),
+        "ran-by-config\n"
+    );
     tasks
         .delete(req(
             ns,
@@ -409,7 +485,9 @@ BinaryName = "/usr/bin/crun"
         .create(req(ns, make("cr", "io.containerd.crun.v2")))
         .await
         .expect("container");
-    let crun = tasks.create(req(ns, task("cr", &d.dir.join("cr.out")))).await;
+    let crun = tasks
+        .create(req(ns, task("cr", &d.dir.join("cr.out"))))
+        .await;
     if hybrid_cgroups() {
         let e = crun.expect_err("crun refuses hybrid cgroups");
         assert!(
@@ -417,7 +495,9 @@ BinaryName = "/usr/bin/crun"
             "{e}"
         );
         assert!(
-            !d.state().join("io.containerd.runtime.v2.task/rt/cr").exists(),
+            !d.state()
+                .join("io.containerd.runtime.v2.task/rt/cr")
+                .exists(),
             "failed create cleaned up"
         );
     } else {
@@ -506,7 +586,10 @@ impl Dockerd {
 
     fn docker(&self, args: &[&str]) -> std::process::Output {
         Command::new("/usr/local/bin/docker")
-            .env("DOCKER_HOST", format!("unix://{}", self.dir.join("d.sock").display()))
+            .env(
+                "DOCKER_HOST",
+                format!("unix://{}", self.dir.join("d.sock").display()),
+            )
             .env("DOCKER_CONFIG", self.dir.join("cli"))
             .args(args)
             .output()
@@ -535,7 +618,11 @@ impl Drop for Dockerd {
         }
         common::unmount_under(&self.dir);
         // dockerd with cgroupfs nests a relative parent under its own cgroup, or at the top.
-        for base in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        for base in std::fs::read_dir("/sys/fs/cgroup")
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
             let _ = std::fs::remove_dir(base.path().join(&self.cgroup_parent));
         }
     }
@@ -558,7 +645,9 @@ fn dockerd_20_10_runs_containers_on_containerd_rs() {
     // The task is containerd-rs's: ctr sees it in dockerd's namespace.
     let tasks = ok(d.ctr(&["-n", "moby", "task", "ls"]));
     assert!(
-        tasks.lines().any(|l| l.starts_with(&id) && l.contains("RUNNING")),
+        tasks
+            .lines()
+            .any(|l| l.starts_with(&id) && l.contains("RUNNING")),
         "{tasks}"
     );
     let out = ok(docker.docker(&["exec", &id, "sh", "-c", "echo exec-$((2+3))"]));
@@ -568,7 +657,12 @@ fn dockerd_20_10_runs_containers_on_containerd_rs() {
     let started = Instant::now();
     ok(docker.docker(&["stop", "-t", "2", &id]));
     assert!(started.elapsed() < Duration::from_secs(30));
-    let state = ok(docker.docker(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &id]));
+    let state = ok(docker.docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Status}} {{.State.ExitCode}}",
+        &id,
+    ]));
     assert_eq!(state.trim(), "exited 137");
     let tasks = ok(d.ctr(&["-n", "moby", "task", "ls"]));
     assert!(!tasks.contains(&id), "task deleted after stop: {tasks}");

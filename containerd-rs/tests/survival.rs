@@ -17,9 +17,7 @@ use proto::services::events::events_client::EventsClient;
 use proto::services::leases::leases_client::LeasesClient;
 use proto::services::snapshots::snapshots_client::SnapshotsClient;
 use proto::services::tasks::tasks_client::TasksClient;
-use proto::services::{
-    diff as dpb, events as epb, leases as lpb, snapshots as spb, tasks as tpb,
-};
+use proto::services::{diff as dpb, events as epb, leases as lpb, snapshots as spb, tasks as tpb};
 use proto::types::Status as PStatus;
 use tokio_stream::StreamExt;
 
@@ -147,14 +145,15 @@ async fn ten_tasks_survive_kill_9_and_an_exit_while_down_is_reported() {
         };
         assert_eq!(p.status, want as i32, "{p:?}");
     }
-    let t9 = tasks
-        .get(get(ns, "t9"))
-        .await
-        .expect("get t9")
-        .into_inner();
+    let t9 = tasks.get(get(ns, "t9")).await.expect("get t9").into_inner();
     assert_eq!(t9.process.expect("p").exit_status, 7);
     assert_eq!(
-        tasks.wait(wait(ns, "t9")).await.expect("wait").into_inner().exit_status,
+        tasks
+            .wait(wait(ns, "t9"))
+            .await
+            .expect("wait")
+            .into_inner()
+            .exit_status,
         7
     );
     // Manageable again: exec into one, then kill and delete all.
@@ -301,7 +300,10 @@ async fn output_keeps_flowing_through_a_fifo_while_containerd_rs_is_down() {
         .await
         .expect("start");
     let count = |l: &Arc<Mutex<Vec<String>>>| l.lock().expect("lines").len();
-    until("first lines", Duration::from_secs(30), || count(&lines) >= 5).await;
+    until("first lines", Duration::from_secs(30), || {
+        count(&lines) >= 5
+    })
+    .await;
     d.stop(true);
     let at_kill = count(&lines);
     // Lines keep arriving with containerd-rs gone.
@@ -325,7 +327,10 @@ async fn output_keeps_flowing_through_a_fifo_while_containerd_rs_is_down() {
         ))
         .await
         .expect("delete");
-    until("EOF on the fifo", Duration::from_secs(30), || reading.is_finished()).await;
+    until("EOF on the fifo", Duration::from_secs(30), || {
+        reading.is_finished()
+    })
+    .await;
     let got = lines.lock().expect("lines").clone();
     let want: Vec<String> = (0..80).map(|i| format!("line-{i}")).collect();
     assert_eq!(got, want, "every line, in order, none lost");
@@ -365,14 +370,24 @@ async fn kill_9_of_a_shim_stops_the_task_and_leaves_nothing_behind() {
         .expect("start")
         .into_inner()
         .pid;
-    let bundle = d.state().join("io.containerd.runtime.v2.task").join(ns).join("victim");
+    let bundle = d
+        .state()
+        .join("io.containerd.runtime.v2.task")
+        .join(ns)
+        .join("victim");
     let rootfs = bundle.join("rootfs");
     assert!(!mounted_under(&rootfs).is_empty(), "rootfs mounted");
     let cg = cgroup_of(&d, "victim");
     assert!(!cgroup_dirs(&cg).is_empty(), "cgroup exists");
     let procs: Vec<u32> = cgroup_dirs(&cg)
         .iter()
-        .flat_map(|p| std::fs::read_to_string(p.join("cgroup.procs")).unwrap_or_default().lines().filter_map(|l| l.parse().ok()).collect::<Vec<u32>>())
+        .flat_map(|p| {
+            std::fs::read_to_string(p.join("cgroup.procs"))
+                .unwrap_or_default()
+                .lines()
+                .filter_map(|l| l.parse().ok())
+                .collect::<Vec<u32>>()
+        })
         .collect();
     assert!(procs.len() >= 2, "init and its child: {procs:?}");
     let shim: i32 = std::fs::read_to_string(bundle.join("shim.pid"))
@@ -397,14 +412,25 @@ async fn kill_9_of_a_shim_stops_the_task_and_leaves_nothing_behind() {
         .process
         .expect("process");
     assert_eq!((p.status, p.exit_status), (PStatus::Stopped as i32, 137));
-    until("container processes killed", Duration::from_secs(30), || {
-        !alive(pid) && procs.iter().all(|p| !alive(*p))
-    })
+    until(
+        "container processes killed",
+        Duration::from_secs(30),
+        || !alive(pid) && procs.iter().all(|p| !alive(*p)),
+    )
     .await;
     assert!(mounted_under(&rootfs).is_empty(), "rootfs unmounted");
-    assert!(cgroup_dirs(&cg).is_empty(), "cgroup removed: {:?}", cgroup_dirs(&cg));
+    assert!(
+        cgroup_dirs(&cg).is_empty(),
+        "cgroup removed: {:?}",
+        cgroup_dirs(&cg)
+    );
     assert_eq!(
-        tasks.wait(wait(ns, "victim")).await.expect("wait").into_inner().exit_status,
+        tasks
+            .wait(wait(ns, "victim"))
+            .await
+            .expect("wait")
+            .into_inner()
+            .exit_status,
         137
     );
     let del = tasks

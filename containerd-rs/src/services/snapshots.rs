@@ -9,9 +9,9 @@ use tonic::{Request, Status};
 use super::{blocking, mount_to_proto, ok, Resp};
 use crate::filter::Filter;
 use crate::meta::SnapKind;
+use crate::services::leases::lease_of;
 use crate::snapshot::Info;
 use crate::util::{namespace, to_btree, to_hash};
-use crate::services::leases::lease_of;
 use crate::Daemon;
 
 pub struct Service(pub Arc<Daemon>);
@@ -48,7 +48,8 @@ impl Snapshots for Service {
         let ns = namespace(&req)?;
         let lease = lease_of(&req);
         let r = req.into_inner();
-        self.0.lease_snapshot(&ns, lease.as_deref(), &r.snapshotter, &r.key)?;
+        self.0
+            .lease_snapshot(&ns, lease.as_deref(), &r.snapshotter, &r.key)?;
         let d = self.0.clone();
         let (s, k, p, l) = (
             r.snapshotter.clone(),
@@ -80,7 +81,8 @@ impl Snapshots for Service {
         let ns = namespace(&req)?;
         let lease = lease_of(&req);
         let r = req.into_inner();
-        self.0.lease_snapshot(&ns, lease.as_deref(), &r.snapshotter, &r.key)?;
+        self.0
+            .lease_snapshot(&ns, lease.as_deref(), &r.snapshotter, &r.key)?;
         let d = self.0.clone();
         let mounts = blocking(move || {
             d.snapshots.create(
@@ -111,7 +113,8 @@ impl Snapshots for Service {
         let ns = namespace(&req)?;
         let lease = lease_of(&req);
         let r = req.into_inner();
-        self.0.lease_snapshot(&ns, lease.as_deref(), &r.snapshotter, &r.name)?;
+        self.0
+            .lease_snapshot(&ns, lease.as_deref(), &r.snapshotter, &r.name)?;
         let d = self.0.clone();
         let (n2, s, name, key) = (
             ns.clone(),

@@ -346,4 +346,3 @@ pub async fn create_io(
         .expect("task create");
     ch
 }
-

@@ -68,6 +68,9 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Co
 /// The on-disk state of one ingest.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct IngestState {
+    /// The namespace of the writer (ingest dirs are named by a hash of namespace and ref).
+    #[serde(default)]
+    pub ns: String,
     pub r#ref: String,
     pub total: i64,
     pub expected: String,
@@ -188,6 +191,32 @@ impl ContentStore {
         self.root.join("ingest").join(h)
     }
 
+    /// Every ingest on disk, of all namespaces.
+    pub fn all_ingests(&self) -> Result<Vec<IngestState>, ContentError> {
+        let p = self.root.join("ingest");
+        let mut out = Vec::new();
+        for e in fs::read_dir(&p).map_err(io("readdir", &p))? {
+            let e = e.map_err(io("readdir", &p))?;
+            match fs::read(e.path().join("state.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<IngestState>(&b).ok())
+            {
+                Some(st) => out.push(st),
+                // Being created (or left by a crash between mkdir and the state write).
+                None => {}
+            }
+        }
+        Ok(out)
+    }
+
+    /// Whether a writer holds the ref now.
+    pub fn is_locked(&self, ns: &str, r: &str) -> bool {
+        self.locks
+            .lock()
+            .map(|l| l.contains(&format!("{ns}/{r}")))
+            .unwrap_or(true)
+    }
+
     /// Locks a ref for one writer.
     pub fn lock(&self, ns: &str, r: &str) -> Result<IngestLock<'_>, ContentError> {
         let key = format!("{ns}/{r}");
@@ -229,6 +258,7 @@ impl ContentStore {
         fs::File::create(&data).map_err(io("create", &data))?;
         let now = Ts::now();
         let st = IngestState {
+            ns: ns.to_string(),
             r#ref: r.to_string(),
             total,
             expected: expected.to_string(),

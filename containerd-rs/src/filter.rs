@@ -1,5 +1,6 @@
 //! containerd's filter syntax: `a==b,c!=d` (comma = and), several filters (or), field paths with
-//! dots and quoted parts (`labels."io.x"==y`), operators `==` `!=` `~=` (regex), or presence.
+//! dots and quoted parts (`labels."io.x"==y`), operators `==` `!=` `~=` (regex, value also quoted
+//! `/…/` or `|…|`), or presence. Mirrors containerd's `filters` scanner and parser.
 
 use regex::Regex;
 
@@ -74,6 +75,11 @@ impl Filter {
     }
 }
 
+/// One selector list, as containerd's `filters.Parse` reads it:
+/// `fieldpath (op value)? ("," ...)*`, a fieldpath is fields joined by `.`, a field is
+/// `[A-Za-z0-9_-]+` or a `"`-quoted string, a value is a quoted string or `[^\s,]+`. After `~=`
+/// the value may also be quoted with `/…/` or `|…|` (dockerd subscribes with `topic~=|^/tasks/|`).
+/// Quoted strings take Go's escapes (`\n`, `\x41`, `\u00e9`, `\\`, and the quote itself).
 fn parse_one(src: &str) -> Result<Vec<Selector>, FilterError> {
     let err = |m: &str| FilterError::Syntax(src.to_string(), m.to_string());
     let chars: Vec<char> = src.chars().collect();
@@ -85,89 +91,135 @@ fn parse_one(src: &str) -> Result<Vec<Selector>, FilterError> {
         }
     };
     loop {
-        skip_ws(&mut i);
         let mut path = Vec::new();
         loop {
             skip_ws(&mut i);
-            let part = if i < chars.len() && chars[i] == '"' {
-                quoted(&chars, &mut i, '"').ok_or_else(|| err("unterminated quote"))?
-            } else {
-                let start = i;
-                while i < chars.len()
-                    && (chars[i].is_alphanumeric() || chars[i] == '_' || chars[i] == '-')
-                {
-                    i += 1;
+            let part = match chars.get(i) {
+                Some('"') => quoted(&chars, &mut i).map_err(|m| err(&m))?,
+                Some('/' | '|') => return Err(err("invalid quote encountered")),
+                _ => {
+                    let start = i;
+                    while i < chars.len()
+                        && (chars[i].is_ascii_alphanumeric() || chars[i] == '_' || chars[i] == '-')
+                    {
+                        i += 1;
+                    }
+                    if start == i {
+                        return Err(err("expected field or quoted"));
+                    }
+                    chars[start..i].iter().collect()
                 }
-                if start == i {
-                    return Err(err("expected a field name"));
-                }
-                chars[start..i].iter().collect()
             };
             path.push(part);
-            if i < chars.len() && chars[i] == '.' {
+            skip_ws(&mut i);
+            if chars.get(i) == Some(&'.') {
                 i += 1;
                 continue;
             }
             break;
         }
         skip_ws(&mut i);
-        let op =
-            if i + 1 < chars.len() && matches!(chars[i], '=' | '!' | '~') && chars[i + 1] == '=' {
-                let o = chars[i];
-                i += 2;
-                skip_ws(&mut i);
-                let value = if i < chars.len() && chars[i] == '"' {
-                    quoted(&chars, &mut i, '"').ok_or_else(|| err("unterminated quote"))?
-                } else if i < chars.len() && chars[i] == '/' && o == '~' {
-                    quoted(&chars, &mut i, '/').ok_or_else(|| err("unterminated regex"))?
-                } else {
+        let op = if matches!(chars.get(i), Some('=' | '!' | '~')) {
+            let start = i;
+            while matches!(chars.get(i), Some('=' | '!' | '~')) {
+                i += 1;
+            }
+            let o: String = chars[start..i].iter().collect();
+            skip_ws(&mut i);
+            let regex = o == "~=";
+            let value = match chars.get(i) {
+                Some('"') => quoted(&chars, &mut i).map_err(|m| err(&m))?,
+                Some('/' | '|') if regex => quoted(&chars, &mut i).map_err(|m| err(&m))?,
+                Some('/' | '|') => return Err(err("invalid quote encountered")),
+                Some(c) if *c != ',' => {
                     let start = i;
-                    while i < chars.len() && chars[i] != ',' {
+                    while i < chars.len() && chars[i] != ',' && !chars[i].is_whitespace() {
                         i += 1;
                     }
-                    chars[start..i]
-                        .iter()
-                        .collect::<String>()
-                        .trim()
-                        .to_string()
-                };
-                match o {
-                    '=' => Op::Eq(value),
-                    '!' => Op::Ne(value),
-                    _ => Op::Match(Regex::new(&value).map_err(|e| err(&e.to_string()))?),
+                    chars[start..i].iter().collect()
                 }
-            } else {
-                Op::Present
+                _ => return Err(err("expected value or quoted")),
             };
+            match o.as_str() {
+                "==" => Op::Eq(value),
+                "!=" => Op::Ne(value),
+                "~=" => Op::Match(Regex::new(&value).map_err(|e| err(&e.to_string()))?),
+                _ => return Err(err(&format!("unsupported operator {o:?}"))),
+            }
+        } else {
+            Op::Present
+        };
         out.push(Selector { path, op });
         skip_ws(&mut i);
-        if i >= chars.len() {
-            break;
+        match chars.get(i) {
+            None => break,
+            Some(',') => i += 1,
+            Some(c) => return Err(err(&format!("unexpected input: {c}"))),
         }
-        if chars[i] != ',' {
-            return Err(err("expected ','"));
-        }
-        i += 1;
     }
     Ok(out)
 }
 
-fn quoted(chars: &[char], i: &mut usize, q: char) -> Option<String> {
+/// A quoted string starting at `chars[*i]` (the quote), with Go's escape sequences.
+fn quoted(chars: &[char], i: &mut usize) -> Result<String, String> {
+    let q = chars[*i];
     *i += 1;
     let mut s = String::new();
-    while *i < chars.len() {
-        let c = chars[*i];
+    loop {
+        let Some(&c) = chars.get(*i) else {
+            return Err("quoted literal not terminated".into());
+        };
         *i += 1;
-        if c == '\\' && *i < chars.len() {
-            s.push(chars[*i]);
-            *i += 1;
-        } else if c == q {
-            return Some(s);
-        } else {
-            s.push(c);
+        if c == q {
+            return Ok(s);
         }
+        if c == '\n' {
+            return Err("quoted literal not terminated".into());
+        }
+        if c != '\\' {
+            s.push(c);
+            continue;
+        }
+        let Some(&e) = chars.get(*i) else {
+            return Err("quoted literal not terminated".into());
+        };
+        *i += 1;
+        let simple = match e {
+            'a' => Some('\u{7}'),
+            'b' => Some('\u{8}'),
+            'f' => Some('\u{c}'),
+            'n' => Some('\n'),
+            'r' => Some('\r'),
+            't' => Some('\t'),
+            'v' => Some('\u{b}'),
+            '\\' => Some('\\'),
+            _ if e == q => Some(q),
+            _ => None,
+        };
+        if let Some(ch) = simple {
+            s.push(ch);
+            continue;
+        }
+        let (radix, n, first) = match e {
+            '0'..='7' => (8, 3, Some(e)),
+            'x' => (16, 2, None),
+            'u' => (16, 4, None),
+            'U' => (16, 8, None),
+            _ => return Err("illegal escape sequence".into()),
+        };
+        let mut digits: String = first.into_iter().collect();
+        while digits.len() < n {
+            match chars.get(*i) {
+                Some(d) if d.is_digit(radix) => {
+                    digits.push(*d);
+                    *i += 1;
+                }
+                _ => return Err("illegal numeric escape sequence".into()),
+            }
+        }
+        let v = u32::from_str_radix(&digits, radix).map_err(|e| e.to_string())?;
+        s.push(char::from_u32(v).ok_or("illegal numeric escape sequence")?);
     }
-    None
 }
 
 /// Field lookup for `labels.<k>` in a label map.
@@ -209,12 +261,45 @@ mod tests {
         assert!(Filter::parse(r#"topic~="/tasks/.*""#)
             .expect("p")
             .matches(&o));
-        assert!(Filter::parse(r#"labels."io.x"==y,topic!=/x"#)
+        assert!(Filter::parse(r#"labels."io.x"==y,topic!="/x""#)
             .expect("p")
             .matches(&o));
         assert!(Filter::parse("labels.\"io.x\"").expect("p").matches(&o));
-        let or = Filter::parse_all(&["topic==/a".into(), "topic==/tasks/exit".into()]).expect("p");
+        let or =
+            Filter::parse_all(&["topic==a".into(), r#"topic=="/tasks/exit""#.into()]).expect("p");
         assert!(or.matches(&o));
         assert!(Filter::parse("==").is_err());
+    }
+
+    #[test]
+    fn containerd_quotes_and_escapes() {
+        let o = Obj("/tasks/exit", Default::default());
+        // dockerd's subscription filter.
+        let f = Filter::parse_all(&["namespace==moby,topic~=|^/tasks/|".into()]).expect("parse");
+        assert!(!f.matches(&o), "no namespace field on Obj");
+        assert!(Filter::parse("topic~=|^/tasks/|").expect("p").matches(&o));
+        assert!(!Filter::parse("topic~=|^/images/|").expect("p").matches(&o));
+        assert!(Filter::parse("topic~=/^.tasks.exit$/")
+            .expect("p")
+            .matches(&o));
+        assert!(Filter::parse(r#"topic=="\x2ftasks\u002fexit""#)
+            .expect("p")
+            .matches(&o));
+        assert!(Filter::parse(r#" topic == "/tasks/exit" , topic "#)
+            .expect("p")
+            .matches(&o));
+        for bad in [
+            "topic==|x|",
+            // As in containerd, `/` starts a quoted value: only `~=` takes it.
+            "topic==/tasks/exit",
+            "topic~=\"open",
+            "topic=x",
+            "topic===x",
+            "topic==a b",
+            r#"topic=="\q""#,
+            ",",
+        ] {
+            assert!(Filter::parse(bad).is_err(), "{bad}");
+        }
     }
 }

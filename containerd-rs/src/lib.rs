@@ -6,12 +6,14 @@
 // tonic's handlers return `Result<_, tonic::Status>` by signature; boxing it is not an option.
 #![allow(clippy::result_large_err)]
 
+pub mod config;
 pub mod content;
 pub mod diff;
 pub mod events;
 pub mod filter;
 pub mod gc;
 pub mod meta;
+pub mod monitor;
 pub mod mount;
 pub mod server;
 pub mod services;
@@ -41,7 +43,7 @@ pub struct Config {
     /// Runtime state (bundles, shim sockets).
     #[arg(long, default_value = "/run/containerd-rs")]
     pub state: PathBuf,
-    /// Configuration file (accepted for compatibility; nothing is read from it yet).
+    /// Configuration file (see [`config`]; default `/etc/containerd-rs/config.toml` if present).
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
     /// The shim binary (default: `containerd-shim-rs` beside this executable, then on PATH).
@@ -53,4 +55,34 @@ pub struct Config {
     /// Debug logging.
     #[arg(long, short = 'D')]
     pub debug: bool,
+    /// `[runtimes.<name>]` of the configuration file.
+    #[arg(skip)]
+    pub runtimes: std::collections::BTreeMap<String, config::RuntimeConfig>,
+}
+
+impl Config {
+    /// Parses the command line, then applies the configuration file under it: a flag given on
+    /// the command line wins over the file, the file over the built-in defaults.
+    pub fn from_args() -> Result<Self, config::ConfigError> {
+        use clap::{CommandFactory, FromArgMatches};
+        let matches = Config::command().get_matches();
+        let mut cfg = Config::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+        let file = config::FileConfig::load(cfg.config.as_deref())?;
+        let given =
+            |id: &str| matches.value_source(id) == Some(clap::parser::ValueSource::CommandLine);
+        if let (false, Some(a)) = (given("address"), file.grpc.address) {
+            cfg.address = a;
+        }
+        if let (false, Some(r)) = (given("root"), file.root) {
+            cfg.root = r;
+        }
+        if let (false, Some(s)) = (given("state"), file.state) {
+            cfg.state = s;
+        }
+        if file.debug.level.as_deref() == Some("debug") {
+            cfg.debug = true;
+        }
+        cfg.runtimes = file.runtimes;
+        Ok(cfg)
+    }
 }

@@ -114,3 +114,23 @@ impl Drop for TempMount {
         let _ = std::fs::remove_dir(&self.path);
     }
 }
+
+/// Detaches every mount at or below `dir`, deepest first (what a crash left in `tmpmounts`).
+pub fn unmount_under(dir: &Path) {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return;
+    };
+    let mut points: Vec<&str> = info
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .filter(|m| Path::new(m).starts_with(dir))
+        .collect();
+    points.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in points {
+        if let Err(e) = nix::mount::umount2(m, nix::mount::MntFlags::MNT_DETACH) {
+            tracing::warn!(mountpoint = m, error = %e, "unmount leftover");
+        } else {
+            tracing::info!(mountpoint = m, "unmounted leftover");
+        }
+    }
+}

@@ -18,10 +18,14 @@ pub struct Daemon {
     pub snapshots: Snapshots,
     pub events: Exchange,
     pub tasks: TaskManager,
+    /// Runtime names -> shim binary and default runtime options.
+    pub runtimes: crate::config::Runtimes,
     /// Scratch space for temporary mounts and diff output (on the root filesystem).
     pub tmp: PathBuf,
     pub started: std::time::Instant,
     pub uuid: String,
+    /// Wakes the garbage collector ([`crate::gc::scheduler`]).
+    pub gc_wanted: tokio::sync::Notify,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -67,12 +71,24 @@ impl Daemon {
             backends.push(Arc::new(b));
         }
         let tmp = config.root.join("tmpmounts");
+        // Mounts left by a crash inside Diff.Apply or Diff.Diff.
+        crate::mount::unmount_under(&tmp);
+        let _ = std::fs::remove_dir_all(&tmp);
         std::fs::create_dir_all(&tmp).map_err(io("mkdir", &tmp))?;
+        let default_shim = crate::shim::find_shim(config.shim_binary.as_deref());
         let tasks = TaskManager::new(
             config.state.clone(),
             config.address.clone(),
-            crate::shim::find_shim(config.shim_binary.as_deref()),
+            default_shim.clone(),
             config.debug,
+        );
+        let runtimes = crate::config::Runtimes::new(
+            default_shim,
+            config
+                .runtime_binary
+                .as_ref()
+                .map(|p| p.display().to_string()),
+            config.runtimes.clone(),
         );
         Ok(Self {
             snapshots: Snapshots::new(meta.clone(), backends),
@@ -80,20 +96,13 @@ impl Daemon {
             content,
             events: Exchange::new(),
             tasks,
+            runtimes,
             tmp,
             started: std::time::Instant::now(),
             uuid: uuid::Uuid::new_v4().to_string(),
+            gc_wanted: tokio::sync::Notify::new(),
             config,
         })
-    }
-
-    /// The runtime binary the shim runs when a container's options name none.
-    pub fn runtime_binary(&self) -> String {
-        self.config
-            .runtime_binary
-            .as_ref()
-            .map(|p| p.display().to_string())
-            .unwrap_or_else(|| "runc-rs".to_string())
     }
 }
 
@@ -114,6 +123,11 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 
     // Reconnect to shims before serving tasks; publish the exits of those that died.
     for (task, dead) in daemon.tasks.recover().await {
+        if dead.is_none() {
+            crate::monitor::watch(daemon.clone(), task.namespace.clone(), task.id.clone());
+            continue;
+        }
+        let dead = dead.expect("checked above");
         daemon.events.publish(
             &task.namespace,
             "/tasks/exit",
@@ -126,6 +140,11 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
             },
         );
     }
+
+    // A first collection soon after startup cleans what a crash left (partial ingests,
+    // unreferenced snapshots), as containerd's scheduler does.
+    tokio::spawn(crate::gc::scheduler(daemon.clone()));
+    daemon.schedule_gc();
 
     let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
     let shutdown = async {

@@ -37,23 +37,33 @@ impl From<ShimError> for errdefs::Error {
 
 /// The shim binary: the flag, beside our executable, or on PATH.
 pub fn find_shim(flag: Option<&Path>) -> PathBuf {
-    if let Some(p) = flag {
+    resolve_shim(flag.unwrap_or(Path::new("containerd-shim-rs")))
+}
+
+/// A shim named in configuration: a path as given; a bare name beside our executable if it is
+/// there, else the name itself (found on PATH when it is run).
+pub fn resolve_shim(p: &Path) -> PathBuf {
+    if p.components().count() > 1 || p.is_absolute() {
         return p.to_path_buf();
     }
     if let Ok(exe) = std::env::current_exe() {
         if let Some(dir) = exe.parent() {
-            let p = dir.join("containerd-shim-rs");
-            if p.exists() {
-                return p;
+            let beside = dir.join(p);
+            if beside.exists() {
+                return beside;
             }
         }
     }
-    PathBuf::from("containerd-shim-rs")
+    p.to_path_buf()
 }
+
+/// The file in a bundle naming the shim binary that serves it (as containerd 1.7 keeps it), so
+/// that cleanup after a restart runs the same shim.
+pub const SHIM_BINARY_FILE: &str = "shim-binary-path";
 
 /// Arguments shared by `start` and `delete`.
 pub struct ShimArgs<'a> {
-    pub binary: &'a Path,
+    pub binary: PathBuf,
     pub namespace: &'a str,
     pub id: &'a str,
     pub address: &'a Path,
@@ -64,7 +74,7 @@ pub struct ShimArgs<'a> {
 
 impl ShimArgs<'_> {
     fn command(&self, action: &str) -> tokio::process::Command {
-        let mut c = tokio::process::Command::new(self.binary);
+        let mut c = tokio::process::Command::new(&self.binary);
         c.arg("--namespace")
             .arg(self.namespace)
             .arg("--id")

@@ -33,9 +33,13 @@ pub struct Task {
 pub struct TaskManager {
     pub state: PathBuf,
     pub address: PathBuf,
+    /// The shim for bundles that do not name theirs.
     pub shim_binary: PathBuf,
     pub debug: bool,
     tasks: Mutex<HashMap<(String, String), Task>>,
+    /// Serialises the cleanup after a dead shim (the monitor and a failing request may both
+    /// notice the death).
+    cleanup: tokio::sync::Mutex<()>,
 }
 
 fn lock_err() -> errdefs::Error {
@@ -50,6 +54,7 @@ impl TaskManager {
             shim_binary,
             debug,
             tasks: Mutex::new(HashMap::new()),
+            cleanup: tokio::sync::Mutex::new(()),
         }
     }
 
@@ -57,9 +62,15 @@ impl TaskManager {
         self.state.join(RUNTIME_DIR).join(ns).join(id)
     }
 
+    /// Shim arguments for a bundle; the shim is the one named in the bundle (written at Create).
     fn args<'a>(&'a self, ns: &'a str, id: &'a str, bundle: &'a std::path::Path) -> ShimArgs<'a> {
+        let binary = std::fs::read_to_string(bundle.join(shim::SHIM_BINARY_FILE))
+            .ok()
+            .map(|s| PathBuf::from(s.trim()))
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| self.shim_binary.clone());
         ShimArgs {
-            binary: &self.shim_binary,
+            binary,
             namespace: ns,
             id,
             address: &self.address,
@@ -124,6 +135,7 @@ impl TaskManager {
         ns: &str,
         id: &str,
         spec_json: &[u8],
+        shim_binary: &std::path::Path,
         req: sh::CreateTaskRequest,
     ) -> Result<(Task, u32), errdefs::Error> {
         let bundle = self.bundle(ns, id);
@@ -147,7 +159,10 @@ impl TaskManager {
                 },
             );
         }
-        match self.create_inner(ns, id, &bundle, spec_json, req).await {
+        match self
+            .create_inner(ns, id, &bundle, spec_json, shim_binary, req)
+            .await
+        {
             Ok((task, pid)) => {
                 self.insert(task.clone())?;
                 Ok((task, pid))
@@ -165,6 +180,7 @@ impl TaskManager {
         id: &str,
         bundle: &std::path::Path,
         spec_json: &[u8],
+        shim_binary: &std::path::Path,
         mut req: sh::CreateTaskRequest,
     ) -> Result<(Task, u32), errdefs::Error> {
         let ioe = |what: &str, e: std::io::Error| {
@@ -178,6 +194,11 @@ impl TaskManager {
         std::fs::create_dir_all(bundle.join("rootfs")).map_err(|e| ioe("mkdir", e))?;
         std::fs::write(bundle.join("config.json"), spec_json)
             .map_err(|e| ioe("write config.json", e))?;
+        std::fs::write(
+            bundle.join(shim::SHIM_BINARY_FILE),
+            shim_binary.as_os_str().as_encoded_bytes(),
+        )
+        .map_err(|e| ioe("write shim-binary-path", e))?;
         let undo = |bundle: PathBuf| async move {
             let _ = std::fs::remove_dir_all(&bundle);
         };
@@ -234,24 +255,39 @@ impl TaskManager {
         let dead = match (&task.dead, task.client.clone()) {
             (Some(d), _) => d.clone(),
             (None, Some(mut c)) => {
-                let r = c
+                let deleted = c
                     .delete(sh::DeleteRequest {
                         id: id.to_string(),
                         exec_id: String::new(),
                     })
-                    .await
-                    .map_err(errdefs::Error::from)?
-                    .into_inner();
-                let _ = c
-                    .shutdown(sh::ShutdownRequest {
-                        id: id.to_string(),
-                        now: false,
-                    })
                     .await;
-                Dead {
-                    pid: r.pid,
-                    exit_status: r.exit_status,
-                    exited_at: r.exited_at,
+                match deleted {
+                    Ok(r) => {
+                        let r = r.into_inner();
+                        // From here on the task is going: requests (and the monitor) see it as
+                        // "being created/deleted" rather than as a shim that died.
+                        if let Ok(mut m) = self.tasks.lock() {
+                            if let Some(t) = m.get_mut(&(ns.to_string(), id.to_string())) {
+                                t.client = None;
+                            }
+                        }
+                        let _ = c
+                            .shutdown(sh::ShutdownRequest {
+                                id: id.to_string(),
+                                now: false,
+                            })
+                            .await;
+                        Dead {
+                            pid: r.pid,
+                            exit_status: r.exit_status,
+                            exited_at: r.exited_at,
+                        }
+                    }
+                    // A shim that died under us: clean up after it and report its exit.
+                    Err(status) => match self.shim_gone(ns, id).await? {
+                        Some(d) => d,
+                        None => return Err(errdefs::Error::from(status)),
+                    },
                 }
             }
             (None, None) => {
@@ -277,8 +313,9 @@ impl TaskManager {
     }
 
     /// Scans the bundles left by a previous run: reconnects to live shims; for dead ones runs
-    /// `shim delete` and keeps the task as stopped. Returns the dead tasks (to publish exits).
-    pub async fn recover(&self) -> Vec<(Task, Dead)> {
+    /// `shim delete` and keeps the task as stopped. Returns every task found, with the exit of
+    /// the dead ones (to publish), `None` for the live ones (to watch).
+    pub async fn recover(&self) -> Vec<(Task, Option<Dead>)> {
         let mut dead_tasks = Vec::new();
         let root = self.state.join(RUNTIME_DIR);
         let Ok(nss) = std::fs::read_dir(&root) else {
@@ -313,34 +350,92 @@ impl TaskManager {
                         if alive {
                             tracing::info!(namespace = %ns, id = %id, "reconnected to shim");
                             task.client = Some(c);
-                            let _ = self.insert(task);
+                            let _ = self.insert(task.clone());
+                            dead_tasks.push((task, None));
                             continue;
                         }
                     }
                 }
                 tracing::info!(namespace = %ns, id = %id, "shim is gone; cleaning up");
-                let d = match self.args(&ns, &id, &bundle).delete().await {
-                    Ok(r) => Dead {
-                        pid: r.pid,
-                        exit_status: r.exit_status,
-                        exited_at: r.exited_at,
-                    },
-                    Err(e) => {
-                        tracing::warn!(id = %id, error = %e, "shim delete");
-                        Dead {
-                            pid: 0,
-                            exit_status: 137,
-                            exited_at: Some(Ts::now().proto()),
-                        }
-                    }
-                };
+                let d = self.cleanup_dead(&ns, &id, &bundle).await;
                 task.dead = Some(d.clone());
                 let _ = self.insert(task.clone());
-                dead_tasks.push((task, d));
+                dead_tasks.push((task, Some(d)));
             }
         }
         dead_tasks
     }
+}
+
+impl TaskManager {
+    /// `shim delete`: the runtime kills what is left of the container and deletes it (cgroup
+    /// included), the rootfs is unmounted. Returns the exit it reported (137 when it failed).
+    async fn cleanup_dead(&self, ns: &str, id: &str, bundle: &std::path::Path) -> Dead {
+        match self.args(ns, id, bundle).delete().await {
+            Ok(r) => Dead {
+                pid: r.pid,
+                exit_status: r.exit_status,
+                exited_at: r.exited_at,
+            },
+            Err(e) => {
+                tracing::warn!(id = %id, error = %e, "shim delete");
+                Dead {
+                    pid: 0,
+                    exit_status: 137,
+                    exited_at: Some(Ts::now().proto()),
+                }
+            }
+        }
+    }
+
+    /// Called when a request to a task's shim failed: if the shim process is gone, cleans up
+    /// after it (once) and marks the task stopped. Returns the exit of a dead task, or None when
+    /// the shim is alive (or the task is being created or deleted).
+    pub async fn shim_gone(&self, ns: &str, id: &str) -> Result<Option<Dead>, errdefs::Error> {
+        let _once = self.cleanup.lock().await;
+        let mut task = self.get(ns, id)?;
+        if let Some(d) = task.dead {
+            return Ok(Some(d));
+        }
+        if task.client.is_none() || shim_alive(&task.bundle) {
+            return Ok(None);
+        }
+        tracing::warn!(namespace = ns, id, "shim died; cleaning up after it");
+        let d = self.cleanup_dead(ns, id, &task.bundle).await;
+        task.client = None;
+        task.dead = Some(d.clone());
+        // Deleted meanwhile (by a Delete that raced with us): leave it deleted.
+        if self.get(ns, id).is_ok() {
+            self.insert(task)?;
+        }
+        Ok(Some(d))
+    }
+}
+
+/// Whether the shim whose pid is in `<bundle>/shim.pid` still runs.
+pub fn shim_alive(bundle: &std::path::Path) -> bool {
+    let Some(pid) = std::fs::read_to_string(bundle.join("shim.pid"))
+        .ok()
+        .and_then(|s| s.trim().parse::<i32>().ok())
+        .filter(|p| *p > 0)
+    else {
+        return false;
+    };
+    match nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None) {
+        Ok(()) => !is_zombie(pid),
+        Err(nix::errno::Errno::EPERM) => true,
+        Err(_) => false,
+    }
+}
+
+fn is_zombie(pid: i32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| {
+            s.rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next())
+        })
+        .is_some_and(|state| state == 'Z')
 }
 
 /// The shim client of a live task, or FailedPrecondition for a stopped/creating one.

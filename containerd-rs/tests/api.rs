@@ -144,11 +144,21 @@ async fn namespaces_lifecycle_and_errors() {
     c.delete(npb::DeleteNamespaceRequest { name: "n1".into() })
         .await
         .expect("delete");
-    let e = c
+    let listed = c
+        .list(npb::ListNamespacesRequest {
+            filter: String::new(),
+        })
+        .await
+        .expect("list")
+        .into_inner();
+    assert!(!listed.namespaces.iter().any(|n| n.name == "n1"), "deleted");
+    // As in containerd, Get of a namespace that does not exist answers with no labels.
+    let got = c
         .get(npb::GetNamespaceRequest { name: "n1".into() })
         .await
-        .expect_err("gone");
-    assert_eq!(e.code(), tonic::Code::NotFound);
+        .expect("get of a missing namespace")
+        .into_inner();
+    assert!(got.namespace.expect("ns").labels.is_empty());
 
     // Requests without a namespace are refused as containerd does.
     let e = images
@@ -813,4 +823,85 @@ async fn real_ctr_talks_to_it() {
     );
     let out = d.ctr(&["-n", "x", "content", "ls", "-q"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), dg);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn checkpoint_is_unimplemented_and_codes_match_containerd() {
+    use proto::services::tasks::{self as tpb, tasks_client::TasksClient};
+    let d = Daemon::start();
+    let mut t = TasksClient::new(d.channel().await);
+    let e = t
+        .checkpoint(req(
+            "x",
+            tpb::CheckpointTaskRequest {
+                container_id: "c".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("checkpoint");
+    assert_eq!(e.code(), tonic::Code::Unimplemented);
+    assert!(e.message().contains("checkpoint is not supported"), "{e}");
+    let e = t
+        .get(req(
+            "x",
+            tpb::GetRequest {
+                container_id: "nope".into(),
+                exec_id: String::new(),
+            },
+        ))
+        .await
+        .expect_err("no task");
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    let e = t
+        .create(req(
+            "x",
+            tpb::CreateTaskRequest {
+                container_id: "nope".into(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect_err("no container");
+    assert_eq!(e.code(), tonic::Code::NotFound);
+    // A ref written by one stream is Unavailable to a second writer while the first is on.
+    let mut c = ContentClient::new(d.channel().await);
+    let (tx, rx) = tokio::sync::mpsc::channel(2);
+    let mut first = c
+        .write(req("x", tokio_stream::wrappers::ReceiverStream::new(rx)))
+        .await
+        .expect("first writer")
+        .into_inner();
+    tx.send(WriteContentRequest {
+        action: WriteAction::Write as i32,
+        r#ref: "busy".into(),
+        data: b"abc".to_vec(),
+        ..Default::default()
+    })
+    .await
+    .expect("send");
+    first.next().await.expect("resp").expect("written");
+    let second = vec![WriteContentRequest {
+        action: WriteAction::Stat as i32,
+        r#ref: "busy".into(),
+        ..Default::default()
+    }];
+    let e = match c.write(req("x", tokio_stream::iter(second))).await {
+        Err(e) => e,
+        Ok(r) => r
+            .into_inner()
+            .next()
+            .await
+            .expect("answer")
+            .expect_err("locked"),
+    };
+    assert_eq!(e.code(), tonic::Code::Unavailable, "{e}");
+    let e = EventsClient::new(d.channel().await)
+        .subscribe(proto::services::events::SubscribeRequest {
+            filters: vec!["topic==/tasks/exit".into()],
+        })
+        .await
+        .expect_err("bad filter");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument);
+    drop(tx);
 }

@@ -5,122 +5,13 @@
 mod common;
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use common::{req, Daemon};
-use proto::services::containers::containers_client::ContainersClient;
+use common::{create, daemon, req};
 use proto::services::events::events_client::EventsClient;
 use proto::services::tasks::tasks_client::TasksClient;
-use proto::services::{containers as cpb, events as epb, tasks as tpb};
+use proto::services::{events as epb, tasks as tpb};
 use tokio_stream::StreamExt;
-
-fn bin_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_BIN_EXE_containerd-rs"))
-        .parent()
-        .expect("bin dir")
-        .to_path_buf()
-}
-
-/// A daemon using the shim and runc-rs beside our binary (`cargo build --workspace` builds them).
-fn daemon() -> Daemon {
-    let runc = bin_dir().join("runc-rs");
-    assert!(runc.exists(), "build runc-rs first: {}", runc.display());
-    assert!(
-        bin_dir().join("containerd-shim-rs").exists(),
-        "build containerd-shim-rs first"
-    );
-    Daemon::start_with(&["--runtime-binary", runc.to_str().expect("utf8")])
-}
-
-fn busybox_rootfs(dir: &Path) -> PathBuf {
-    let root = dir.join("rootfs-src");
-    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
-    std::fs::copy("/usr/bin/busybox", root.join("bin/busybox")).expect("copy busybox");
-    root
-}
-
-fn spec(args: &[&str], cgroup: &str) -> prost_types::Any {
-    let spec = serde_json::json!({
-        "ociVersion": "1.0.2",
-        "process": {
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": args,
-            "env": ["PATH=/bin"],
-            "cwd": "/",
-            "capabilities": {
-                "bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]
-            },
-            "noNewPrivileges": true
-        },
-        "root": {"path": "rootfs", "readonly": false},
-        "hostname": "bb",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}
-        ],
-        "linux": {
-            "cgroupsPath": cgroup,
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
-        }
-    });
-    proto::any::pack_bytes(
-        proto::any::SPEC_TYPE_URL,
-        serde_json::to_vec(&spec).expect("json"),
-    )
-}
-
-async fn create(
-    d: &Daemon,
-    ns: &str,
-    id: &str,
-    args: &[&str],
-    out: &Path,
-) -> tonic::transport::Channel {
-    let ch = d.channel().await;
-    let cg = format!(
-        "/crt-{}-{id}",
-        d.dir.file_name().and_then(|s| s.to_str()).unwrap_or("x")
-    );
-    ContainersClient::new(ch.clone())
-        .create(req(
-            ns,
-            cpb::CreateContainerRequest {
-                container: Some(cpb::Container {
-                    id: id.into(),
-                    runtime: Some(cpb::container::Runtime {
-                        name: "io.containerd.runc.v2".into(),
-                        options: None,
-                    }),
-                    spec: Some(spec(args, &cg)),
-                    ..Default::default()
-                }),
-            },
-        ))
-        .await
-        .expect("container create");
-    let rootfs = busybox_rootfs(&d.dir);
-    TasksClient::new(ch.clone())
-        .create(req(
-            ns,
-            tpb::CreateTaskRequest {
-                container_id: id.into(),
-                rootfs: vec![proto::types::Mount {
-                    r#type: "bind".into(),
-                    source: rootfs.display().to_string(),
-                    target: String::new(),
-                    options: vec!["rbind".into(), "rw".into()],
-                }],
-                stdout: out.display().to_string(),
-                stderr: out.display().to_string(),
-                ..Default::default()
-            },
-        ))
-        .await
-        .expect("task create");
-    ch
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn busybox_task_runs_exits_and_is_deleted() {

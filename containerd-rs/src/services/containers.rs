@@ -304,6 +304,7 @@ impl Containers for Service {
             "/containers/delete",
             &proto::events::ContainerDelete { id },
         );
+        self.0.schedule_gc();
         ok(())
     }
 }

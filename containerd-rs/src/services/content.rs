@@ -98,6 +98,7 @@ impl Daemon {
 async fn write_loop(
     d: Arc<Daemon>,
     ns: String,
+    lease: Option<String>,
     mut input: Streaming<pb::WriteContentRequest>,
     out: tokio::sync::mpsc::Sender<Result<pb::WriteContentResponse, Status>>,
 ) -> Result<(), Status> {
@@ -113,6 +114,14 @@ async fn write_loop(
         .into());
     }
     let _lock = d.content.lock(&ns, &r).map_err(errdefs::Error::from)?;
+    if let Some(l) = &lease {
+        d.lease_add(&ns, l, "ingests", &r)?;
+        // Content that already exists is leased too, as containerd does.
+        if !first.expected.is_empty() {
+            digest_hex(&first.expected).map_err(errdefs::Error::from)?;
+            d.lease_add(&ns, l, "content", &first.expected)?;
+        }
+    }
     if !first.expected.is_empty() {
         digest_hex(&first.expected).map_err(errdefs::Error::from)?;
         if d.meta
@@ -171,10 +180,16 @@ async fn write_loop(
                 }
                 resp.offset = st.offset;
                 if action == WriteAction::Commit {
+                    if let (Some(l), false) = (&lease, st.expected.is_empty()) {
+                        d.lease_add(&ns, l, "content", &st.expected)?;
+                    }
                     let (digest, size) = d
                         .content
                         .commit(&ns, &r, st.total, &st.expected)
                         .map_err(errdefs::Error::from)?;
+                    if let (Some(l), true) = (&lease, st.expected.is_empty()) {
+                        d.lease_add(&ns, l, "content", &digest)?;
+                    }
                     d.record_blob(&ns, &digest, size, to_btree(&req.labels))?;
                     resp.digest = digest;
                     resp.total = size;
@@ -291,6 +306,7 @@ impl Content for Service {
                 .remove_blob(&digest)
                 .map_err(errdefs::Error::from)?;
         }
+        self.0.schedule_gc();
         self.0.events.publish(
             &ns,
             "/content/delete",
@@ -397,11 +413,12 @@ impl Content for Service {
         req: Request<Streaming<pb::WriteContentRequest>>,
     ) -> Resp<Self::WriteStream> {
         let ns = namespace(&req)?;
+        let lease = crate::services::leases::lease_of(&req);
         let input = req.into_inner();
         let (tx, rx) = tokio::sync::mpsc::channel(4);
         let d = self.0.clone();
         tokio::spawn(async move {
-            if let Err(st) = write_loop(d, ns, input, tx.clone()).await {
+            if let Err(st) = write_loop(d, ns, lease, input, tx.clone()).await {
                 let _ = tx.send(Err(st)).await;
             }
         });

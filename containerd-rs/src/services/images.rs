@@ -240,6 +240,8 @@ impl Images for Service {
         if r.sync {
             let d = self.0.clone();
             super::blocking(move || crate::gc::collect(&d).map(|_| ())).await?;
+        } else {
+            self.0.schedule_gc();
         }
         ok(())
     }

@@ -61,6 +61,26 @@ impl Daemon {
     }
 }
 
+impl Daemon {
+    /// Adds a snapshot to the request's lease, if it names one (before the snapshot exists, so
+    /// a collection in between cannot take it).
+    pub fn lease_snapshot(
+        &self,
+        ns: &str,
+        lease: Option<&str>,
+        snapshotter: &str,
+        key: &str,
+    ) -> Result<(), errdefs::Error> {
+        let Some(lease) = lease else { return Ok(()) };
+        let sn = if snapshotter.is_empty() {
+            "overlayfs"
+        } else {
+            snapshotter
+        };
+        self.lease_add(ns, lease, &format!("snapshots/{sn}"), key)
+    }
+}
+
 struct Item<'a>(&'a str, &'a LeaseRecord);
 
 impl Fields for Item<'_> {
@@ -121,6 +141,8 @@ impl Leases for Service {
         if r.sync {
             let d = self.0.clone();
             blocking(move || crate::gc::collect(&d).map(|_| ())).await?;
+        } else {
+            self.0.schedule_gc();
         }
         ok(())
     }

@@ -22,12 +22,11 @@ fn to_pb(name: String, r: NamespaceRecord) -> pb::Namespace {
 #[tonic::async_trait]
 impl Namespaces for Service {
     async fn get(&self, req: Request<pb::GetNamespaceRequest>) -> Resp<pb::GetNamespaceResponse> {
+        // containerd answers Get for a namespace that does not exist with empty labels (its
+        // store's Labels() finds no bucket and returns an empty map); dockerd's client relies
+        // on that at startup (it reads `containerd.io/defaults/runtime` from its namespace).
         let name = req.into_inner().name;
-        let r: NamespaceRecord = self
-            .0
-            .meta
-            .get(&format!("ns/{name}"))?
-            .ok_or_else(|| errdefs::Error::not_found(format!("namespace {name}: not found")))?;
+        let r: NamespaceRecord = self.0.meta.get(&format!("ns/{name}"))?.unwrap_or_default();
         ok(pb::GetNamespaceResponse {
             namespace: Some(to_pb(name, r)),
         })

@@ -9,6 +9,7 @@ use tonic::{Request, Status};
 use super::{blocking, mount_to_proto, ok, Resp};
 use crate::filter::Filter;
 use crate::meta::SnapKind;
+use crate::services::leases::lease_of;
 use crate::snapshot::Info;
 use crate::util::{namespace, to_btree, to_hash};
 use crate::Daemon;
@@ -45,7 +46,10 @@ impl Snapshots for Service {
         req: Request<pb::PrepareSnapshotRequest>,
     ) -> Resp<pb::PrepareSnapshotResponse> {
         let ns = namespace(&req)?;
+        let lease = lease_of(&req);
         let r = req.into_inner();
+        self.0
+            .lease_snapshot(&ns, lease.as_deref(), &r.snapshotter, &r.key)?;
         let d = self.0.clone();
         let (s, k, p, l) = (
             r.snapshotter.clone(),
@@ -75,7 +79,10 @@ impl Snapshots for Service {
 
     async fn view(&self, req: Request<pb::ViewSnapshotRequest>) -> Resp<pb::ViewSnapshotResponse> {
         let ns = namespace(&req)?;
+        let lease = lease_of(&req);
         let r = req.into_inner();
+        self.0
+            .lease_snapshot(&ns, lease.as_deref(), &r.snapshotter, &r.key)?;
         let d = self.0.clone();
         let mounts = blocking(move || {
             d.snapshots.create(
@@ -104,7 +111,10 @@ impl Snapshots for Service {
 
     async fn commit(&self, req: Request<pb::CommitSnapshotRequest>) -> Resp<()> {
         let ns = namespace(&req)?;
+        let lease = lease_of(&req);
         let r = req.into_inner();
+        self.0
+            .lease_snapshot(&ns, lease.as_deref(), &r.snapshotter, &r.name)?;
         let d = self.0.clone();
         let (n2, s, name, key) = (
             ns.clone(),
@@ -135,6 +145,7 @@ impl Snapshots for Service {
         let d = self.0.clone();
         let (n2, s, key) = (ns.clone(), r.snapshotter.clone(), r.key.clone());
         blocking(move || d.snapshots.remove(&n2, &s, &key)).await?;
+        self.0.schedule_gc();
         self.0.events.publish(
             &ns,
             "/snapshot/remove",

@@ -20,13 +20,15 @@ fn shim_err(s: tonic::Status) -> tonic::Status {
 }
 
 impl Service {
-    /// Runtime options for the shim: the request's, else the container's, with `binary_name`
-    /// filled from the daemon's runtime binary.
-    fn runtime_options(
+    /// The shim and its runtime options for a container: the runtime its name maps to (see
+    /// [`crate::config`]), options from the request, else the container's, with empty fields
+    /// filled from the configured defaults.
+    fn runtime_for(
         &self,
         c: &ContainerRecord,
         req: Option<prost_types::Any>,
-    ) -> Result<prost_types::Any, errdefs::Error> {
+    ) -> Result<(std::path::PathBuf, prost_types::Any), errdefs::Error> {
+        let rt = self.0.runtimes.resolve(&c.runtime_name)?;
         let any = req
             .filter(|a| !a.type_url.is_empty())
             .or_else(|| c.runtime_options.as_ref().map(|a| a.proto()));
@@ -45,9 +47,15 @@ impl Service {
             _ => proto::runc::Options::default(),
         };
         if opts.binary_name.is_empty() {
-            opts.binary_name = self.0.runtime_binary();
+            opts.binary_name = rt.options.binary_name.clone().unwrap_or_default();
         }
-        Ok(proto::any::pack(&opts))
+        if opts.root.is_empty() {
+            opts.root = rt.options.root.clone().unwrap_or_default();
+        }
+        if !opts.systemd_cgroup {
+            opts.systemd_cgroup = rt.options.systemd_cgroup.unwrap_or(false);
+        }
+        Ok((rt.shim, proto::any::pack(&opts)))
     }
 
     async fn state(&self, t: &Task, exec_id: &str) -> Result<Process, tonic::Status> {
@@ -62,14 +70,26 @@ impl Service {
                 ..Default::default()
             });
         }
-        let s = client(t)?
+        let s = match client(t)?
             .state(sh::StateRequest {
                 id: t.id.clone(),
                 exec_id: exec_id.to_string(),
             })
             .await
-            .map_err(shim_err)?
-            .into_inner();
+        {
+            Ok(s) => s.into_inner(),
+            Err(e) => match self.0.tasks.shim_gone(&t.namespace, &t.id).await? {
+                Some(d) => {
+                    let t = Task {
+                        dead: Some(d),
+                        client: None,
+                        ..t.clone()
+                    };
+                    return Box::pin(self.state(&t, exec_id)).await;
+                }
+                None => return Err(shim_err(e)),
+            },
+        };
         Ok(Process {
             container_id: t.id.clone(),
             id: if exec_id.is_empty() {
@@ -109,7 +129,11 @@ impl Tasks for Service {
             .spec
             .as_ref()
             .ok_or_else(|| errdefs::Error::invalid("container has no spec: invalid argument"))?;
-        let options = self.runtime_options(&c, r.options)?;
+        let (mut shim, options) = self.runtime_for(&c, r.options)?;
+        if !r.runtime_path.is_empty() {
+            // containerd 1.7: a client may name the shim binary itself.
+            shim = std::path::PathBuf::from(&r.runtime_path);
+        }
         let shim_req = sh::CreateTaskRequest {
             id: id.clone(),
             bundle: String::new(),
@@ -122,7 +146,12 @@ impl Tasks for Service {
             parent_checkpoint: String::new(),
             options: Some(options),
         };
-        let (_, pid) = self.0.tasks.create(&ns, &id, &spec.value, shim_req).await?;
+        let (_, pid) = self
+            .0
+            .tasks
+            .create(&ns, &id, &spec.value, &shim, shim_req)
+            .await?;
+        crate::monitor::watch(self.0.clone(), ns.clone(), id.clone());
         tracing::info!(namespace = %ns, id = %id, pid, "task created");
         ok(pb::CreateTaskResponse {
             container_id: id,
@@ -382,14 +411,25 @@ impl Tasks for Service {
                 exited_at: d.exited_at,
             });
         }
-        let w = client(&t)?
+        let waited = client(&t)?
             .wait(sh::WaitRequest {
-                id: r.container_id,
-                exec_id: r.exec_id,
+                id: r.container_id.clone(),
+                exec_id: r.exec_id.clone(),
             })
-            .await
-            .map_err(shim_err)?
-            .into_inner();
+            .await;
+        let w = match waited {
+            Ok(w) => w.into_inner(),
+            // The shim died: the init's exit is what its cleanup reported.
+            Err(e) => match self.0.tasks.shim_gone(&ns, &r.container_id).await? {
+                Some(d) if r.exec_id.is_empty() => {
+                    return ok(pb::WaitResponse {
+                        exit_status: d.exit_status,
+                        exited_at: d.exited_at,
+                    })
+                }
+                _ => return Err(shim_err(e)),
+            },
+        };
         ok(pb::WaitResponse {
             exit_status: w.exit_status,
             exited_at: w.exited_at,

@@ -54,6 +54,18 @@ pub trait Backend: Send + Sync {
     fn remove(&self, id: u64) -> Result<(), BackendError>;
     /// The directory holding the snapshot's own files (what usage measures).
     fn data_dir(&self, id: u64) -> PathBuf;
+    /// The directory with one `<id>` entry per snapshot.
+    fn root(&self) -> &Path;
+    /// The ids that have an entry on disk.
+    fn ids_on_disk(&self) -> Vec<u64> {
+        fs::read_dir(self.root())
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
 }
 
 /// overlayfs: `<root>/<n>/fs` (upper) and `<root>/<n>/work`.
@@ -130,6 +142,9 @@ impl Backend for Overlay {
     fn data_dir(&self, id: u64) -> PathBuf {
         self.upper(id)
     }
+    fn root(&self) -> &Path {
+        &self.root
+    }
 }
 
 /// native: each snapshot is a full copy of its parent in `<root>/<n>`, presented by a bind mount.
@@ -194,6 +209,9 @@ impl Backend for Native {
     }
     fn data_dir(&self, id: u64) -> PathBuf {
         self.root.join(id.to_string())
+    }
+    fn root(&self) -> &Path {
+        &self.root
     }
 }
 

@@ -120,4 +120,7 @@ impl Backend for Btrfs {
     fn data_dir(&self, id: u64) -> PathBuf {
         self.root.join(id.to_string())
     }
+    fn root(&self) -> &std::path::Path {
+        &self.root
+    }
 }

@@ -7,6 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use hyper_util::rt::TokioIo;
+use proto::services::containers::containers_client::ContainersClient;
+use proto::services::tasks::tasks_client::TasksClient;
+use proto::services::{containers as cpb, tasks as tpb};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 pub struct Daemon {
@@ -48,6 +51,7 @@ impl Daemon {
     }
 
     pub fn spawn(&mut self) {
+        let collections = self.log().matches("garbage collected").count();
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -76,6 +80,16 @@ impl Daemon {
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
+        }
+        // The collection containerd-rs runs after startup: wait for it, so that objects a test
+        // writes without a lease are not collected under it.
+        while self.log().matches("garbage collected").count() <= collections {
+            assert!(
+                Instant::now() < deadline,
+                "no startup collection: {}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
@@ -202,4 +216,133 @@ impl Drop for CgroupGuard {
             let _ = std::fs::remove_dir(e.path().join(&self.0));
         }
     }
+}
+
+pub fn bin_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_containerd-rs"))
+        .parent()
+        .expect("bin dir")
+        .to_path_buf()
+}
+
+/// A daemon using the shim and runc-rs beside our binary (`cargo build --workspace` builds them).
+pub fn daemon() -> Daemon {
+    let runc = bin_dir().join("runc-rs");
+    assert!(runc.exists(), "build runc-rs first: {}", runc.display());
+    assert!(
+        bin_dir().join("containerd-shim-rs").exists(),
+        "build containerd-shim-rs first"
+    );
+    Daemon::start_with(&["--runtime-binary", runc.to_str().expect("utf8")])
+}
+
+pub fn busybox_rootfs(dir: &Path) -> PathBuf {
+    let root = dir.join("rootfs-src");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    // Copied once: later tasks share it (it may be executing, so it cannot be rewritten).
+    if !root.join("bin/busybox").exists() {
+        std::fs::copy("/usr/bin/busybox", root.join("bin/busybox")).expect("copy busybox");
+    }
+    root
+}
+
+pub fn spec(args: &[&str], cgroup: &str) -> prost_types::Any {
+    let spec = serde_json::json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": false,
+            "user": {"uid": 0, "gid": 0},
+            "args": args,
+            "env": ["PATH=/bin"],
+            "cwd": "/",
+            "capabilities": {
+                "bounding": ["CAP_KILL"], "effective": ["CAP_KILL"], "permitted": ["CAP_KILL"]
+            },
+            "noNewPrivileges": true
+        },
+        "root": {"path": "rootfs", "readonly": false},
+        "hostname": "bb",
+        "mounts": [
+            {"destination": "/proc", "type": "proc", "source": "proc"},
+            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}
+        ],
+        "linux": {
+            "cgroupsPath": cgroup,
+            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
+        }
+    });
+    proto::any::pack_bytes(
+        proto::any::SPEC_TYPE_URL,
+        serde_json::to_vec(&spec).expect("json"),
+    )
+}
+
+pub async fn create(
+    d: &Daemon,
+    ns: &str,
+    id: &str,
+    args: &[&str],
+    out: &Path,
+) -> tonic::transport::Channel {
+    let out = out.display().to_string();
+    create_io(d, ns, id, args, &out, &out).await
+}
+
+/// The cgroup path `create_io` gives a task.
+pub fn cgroup_of(d: &Daemon, id: &str) -> String {
+    format!(
+        "/crt-{}-{id}",
+        d.dir.file_name().and_then(|s| s.to_str()).unwrap_or("x")
+    )
+}
+
+/// Creates a container (runtime io.containerd.runc.v2) and its task on a bind-mounted busybox
+/// rootfs, stdout/stderr to the given paths (files or FIFOs).
+pub async fn create_io(
+    d: &Daemon,
+    ns: &str,
+    id: &str,
+    args: &[&str],
+    stdout: &str,
+    stderr: &str,
+) -> tonic::transport::Channel {
+    let ch = d.channel().await;
+    let cg = cgroup_of(d, id);
+    ContainersClient::new(ch.clone())
+        .create(req(
+            ns,
+            cpb::CreateContainerRequest {
+                container: Some(cpb::Container {
+                    id: id.into(),
+                    runtime: Some(cpb::container::Runtime {
+                        name: "io.containerd.runc.v2".into(),
+                        options: None,
+                    }),
+                    spec: Some(spec(args, &cg)),
+                    ..Default::default()
+                }),
+            },
+        ))
+        .await
+        .expect("container create");
+    let rootfs = busybox_rootfs(&d.dir);
+    TasksClient::new(ch.clone())
+        .create(req(
+            ns,
+            tpb::CreateTaskRequest {
+                container_id: id.into(),
+                rootfs: vec![proto::types::Mount {
+                    r#type: "bind".into(),
+                    source: rootfs.display().to_string(),
+                    target: String::new(),
+                    options: vec!["rbind".into(), "rw".into()],
+                }],
+                stdout: stdout.to_string(),
+                stderr: stderr.to_string(),
+                ..Default::default()
+            },
+        ))
+        .await
+        .expect("task create");
+    ch
 }

@@ -123,11 +123,10 @@ pub async fn run(config: Config) -> Result<(), ServerError> {
 
     // Reconnect to shims before serving tasks; publish the exits of those that died.
     for (task, dead) in daemon.tasks.recover().await {
-        if dead.is_none() {
+        let Some(dead) = dead else {
             crate::monitor::watch(daemon.clone(), task.namespace.clone(), task.id.clone());
             continue;
-        }
-        let dead = dead.expect("checked above");
+        };
         daemon.events.publish(
             &task.namespace,
             "/tasks/exit",

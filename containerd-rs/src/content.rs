@@ -197,13 +197,12 @@ impl ContentStore {
         let mut out = Vec::new();
         for e in fs::read_dir(&p).map_err(io("readdir", &p))? {
             let e = e.map_err(io("readdir", &p))?;
-            match fs::read(e.path().join("state.json"))
+            // No state yet: being created (or left by a crash between mkdir and the state write).
+            if let Some(st) = fs::read(e.path().join("state.json"))
                 .ok()
                 .and_then(|b| serde_json::from_slice::<IngestState>(&b).ok())
             {
-                Some(st) => out.push(st),
-                // Being created (or left by a crash between mkdir and the state write).
-                None => {}
+                out.push(st);
             }
         }
         Ok(out)

@@ -204,7 +204,7 @@ async fn ten_tasks_survive_kill_9_and_an_exit_while_down_is_reported() {
         std::fs::read_to_string(&exec_out).expect("exec output"),
         "exec-after-restart\n"
     );
-    for i in 0..10 {
+    for (i, &pid) in pids.iter().enumerate().take(10) {
         let id = format!("t{i}");
         if i < 9 {
             tasks
@@ -233,7 +233,7 @@ async fn ten_tasks_survive_kill_9_and_an_exit_while_down_is_reported() {
             .expect("delete")
             .into_inner();
         assert_eq!(del.exit_status, if i == 9 { 7 } else { 137 }, "{id}");
-        assert!(!alive(pids[i]), "{id} gone");
+        assert!(!alive(pid), "{id} gone");
     }
 }
 

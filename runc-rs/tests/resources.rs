@@ -413,7 +413,7 @@ fn net_cls_and_net_prio_when_mounted_and_a_clear_error_when_not() {
          {bin} --root {root} --log {log} create --bundle {dir} {id} </dev/null >/dev/null; \
          d={cg}/{parent}/{id}; cat $d/net_cls.classid; grep '^lo ' $d/net_prio.ifpriomap; \
          cat $d/cgroup.procs | wc -l; {bin} --root {root} delete --force {id}; \
-         test ! -e $d && echo removed; rmdir {cg}/{parent}",
+         test ! -e $d && echo removed; rmdir {cg}/{parent}; umount {cg}",
         m = m.display(),
         cg = cg.display(),
         bin = BIN,
@@ -427,6 +427,38 @@ fn net_cls_and_net_prio_when_mounted_and_a_clear_error_when_not() {
         .args(["-m", "--propagation", "private", "sh", "-c", &script])
         .output()
         .expect("unshare");
+    let hierarchy_gone = || {
+        std::fs::read_to_string("/proc/cgroups")
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.split_whitespace().take(2).collect::<Vec<_>>() == ["net_cls", "0"])
+    };
+    // A v1 hierarchy outlives its last mount if it still had children then (the container's
+    // mount namespace goes away asynchronously): mount and unmount it once more until the
+    // kernel drops it, so that no invisible hierarchy is left for containerd & co.
+    let wait_gone = || {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !hierarchy_gone() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        hierarchy_gone()
+    };
+    for _ in 0..3 {
+        if wait_gone() {
+            break;
+        }
+        let again = format!(
+            "mkdir -p {m}; mount -t tmpfs none {m}; mkdir -p {cg}; mount -t cgroup -o net_cls,net_prio none {cg} && \
+             rmdir {cg}/{parent} 2>/dev/null; umount {cg}; umount {m}",
+            m = m.display(),
+            cg = cg.display(),
+            parent = b.cg_parent
+        );
+        let _ = std::process::Command::new("unshare")
+            .args(["-m", "--propagation", "private", "sh", "-c", &again])
+            .status();
+    }
+    assert!(hierarchy_gone(), "the net_cls hierarchy was left behind");
     assert!(
         o.status.success(),
         "{} {}",
@@ -436,5 +468,42 @@ fn net_cls_and_net_prio_when_mounted_and_a_clear_error_when_not() {
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
         "1048577\nlo 5\n1\nremoved\n"
+    );
+}
+
+#[test]
+fn v2_device_filter_is_enforced_by_the_kernel() {
+    // The cgroup2 logic for devices runs on this host's unified hierarchy: a program that
+    // allows /dev/zero and denies /dev/null reads, checked by a process inside.
+    let dir = Path::new("/sys/fs/cgroup/unified").join(format!("rr-dev-{}", rand6()));
+    std::fs::create_dir(&dir).expect("mkdir unified cgroup");
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rm(dir.clone());
+    let devices: Vec<oci_spec::runtime::LinuxDeviceCgroup> = serde_json::from_value(json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rw"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "w"}
+    ]))
+    .expect("devices");
+    runc_rs::cgroups::devices_bpf::apply(&dir, &devices).expect("load and attach");
+    let script = format!(
+        "echo $$ > {}/cgroup.procs; head -c1 /dev/zero | wc -c; echo x > /dev/null && echo w-ok; \
+         cat /dev/null 2>/dev/null; echo r=$?",
+        dir.display()
+    );
+    let o = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("sh");
+    assert_eq!(
+        String::from_utf8_lossy(&o.stdout),
+        "1\nw-ok\nr=1\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
 }

@@ -96,6 +96,9 @@ use std::os::unix::fs::OpenOptionsExt;
 
 /// `run`: create + start; without `detach`, wait for the init and return its exit code.
 pub fn run(root: &Path, o: &CreateOpts, detach: bool) -> Result<i32> {
+    if !detach {
+        super::run::block_forwarded()?;
+    }
     // In the foreground with a terminal and no console socket, runc-rs makes the pty.
     let terminal = !detach
         && o.console_socket.is_none()

@@ -121,14 +121,23 @@ impl Exited {
 
 /// Waits for the init, forwarding signals (and window size changes to `master`); with a
 /// master, copies stdin to it and its output to stdout.
-pub(super) fn supervise(pid: i32, master: Option<OwnedFd>) -> Result<Exited> {
+/// Blocks the signals a foreground `run` forwards, before the container is made: one that
+/// arrives meanwhile stays pending for `supervise` (the init unblocks them before execve,
+/// hooks get a clean mask from std's spawn).
+pub(super) fn block_forwarded() -> Result<SigSet> {
     let mut set = SigSet::empty();
     for s in FORWARDED {
         set.add(*s);
     }
-    // Blocked here, before any copy thread starts, so only sigwait below sees them.
     nix::sys::signal::pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None)
         .ctx(|| "block signals".into())?;
+    Ok(set)
+}
+
+pub(super) fn supervise(pid: i32, master: Option<OwnedFd>) -> Result<Exited> {
+    // Blocked again here (no-op after block_forwarded), before any copy thread starts, so
+    // that only sigwait below sees them.
+    let set = block_forwarded()?;
     let raw = master.as_ref().map(|_| RawStdin::new());
     let mut output = None;
     if let Some(m) = &master {

@@ -86,6 +86,17 @@ pub fn fix_oci_names(json: &mut [u8]) {
 
 /// Creates the container and leaves its init blocked on the exec fifo. Returns its pid.
 pub fn create(root: &Path, o: &CreateOpts, with_fifo: bool) -> Result<i32> {
+    create_with_console(root, o, with_fifo, None)
+}
+
+/// `create` where the caller may hand over the console socket itself (`run` with a
+/// terminal and no `--console-socket`: one end of a socketpair).
+pub fn create_with_console(
+    root: &Path,
+    o: &CreateOpts,
+    with_fifo: bool,
+    own_console: Option<std::os::unix::net::UnixStream>,
+) -> Result<i32> {
     state::validate_id(&o.id)?;
     let bundle =
         std::fs::canonicalize(&o.bundle).ctx(|| format!("bundle {}", o.bundle.display()))?;
@@ -103,7 +114,7 @@ pub fn create(root: &Path, o: &CreateOpts, with_fifo: bool) -> Result<i32> {
         .ok_or_else(|| Error::Spec("process is missing".into()))?;
     let terminal = process.terminal() == Some(true);
     match (terminal, &o.console_socket) {
-        (true, None) => {
+        (true, None) if own_console.is_none() => {
             return Err(Error::InvalidArgument(
                 "cannot allocate tty if runc will detach without setting console socket".into(),
             ))
@@ -169,7 +180,7 @@ pub fn create(root: &Path, o: &CreateOpts, with_fifo: bool) -> Result<i32> {
             std::os::unix::net::UnixStream::connect(p)
                 .ctx(|| format!("connect console socket {}", p.display()))?,
         ),
-        None => None,
+        None => own_console.filter(|_| terminal),
     };
     let (parent_sock, child_sock) = sync::pair()?;
     let hooks_cfg = spec.hooks().as_ref();

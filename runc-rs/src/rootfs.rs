@@ -19,6 +19,86 @@ pub struct MountOpts {
     pub clear: MsFlags,
     pub propagation: Vec<MsFlags>,
     pub data: Vec<String>,
+    /// Recursive attributes (`rro`, `rnosuid`...): MOUNT_ATTR_* to set and to clear.
+    pub rec_set: u64,
+    pub rec_clr: u64,
+    /// `tmpcopyup`: a tmpfs starts with a copy of what it covers.
+    pub copyup: bool,
+}
+
+const ATTR_RDONLY: u64 = 0x1;
+const ATTR_NOSUID: u64 = 0x2;
+const ATTR_NODEV: u64 = 0x4;
+const ATTR_NOEXEC: u64 = 0x8;
+const ATTR_ATIME_MASK: u64 = 0x70;
+const ATTR_NOATIME: u64 = 0x10;
+const ATTR_STRICTATIME: u64 = 0x20;
+const ATTR_NODIRATIME: u64 = 0x80;
+const ATTR_NOSYMFOLLOW: u64 = 0x20_0000;
+
+/// runc's recursive options: (set, clear) MOUNT_ATTR_* bits for mount_setattr.
+fn recursive_attr(opt: &str) -> Option<(u64, u64)> {
+    Some(match opt {
+        "rro" => (ATTR_RDONLY, 0),
+        "rrw" => (0, ATTR_RDONLY),
+        "rnosuid" => (ATTR_NOSUID, 0),
+        "rsuid" => (0, ATTR_NOSUID),
+        "rnodev" => (ATTR_NODEV, 0),
+        "rdev" => (0, ATTR_NODEV),
+        "rnoexec" => (ATTR_NOEXEC, 0),
+        "rexec" => (0, ATTR_NOEXEC),
+        "rnodiratime" => (ATTR_NODIRATIME, 0),
+        "rdiratime" => (0, ATTR_NODIRATIME),
+        "rrelatime" => (0, ATTR_ATIME_MASK),
+        "rnorelatime" => (0, 0),
+        "rnoatime" => (ATTR_NOATIME, ATTR_ATIME_MASK),
+        "ratime" => (0, ATTR_NOATIME),
+        "rstrictatime" => (ATTR_STRICTATIME, ATTR_ATIME_MASK),
+        "rnostrictatime" => (0, ATTR_STRICTATIME),
+        "rnosymfollow" => (ATTR_NOSYMFOLLOW, 0),
+        "rsymfollow" => (0, ATTR_NOSYMFOLLOW),
+        _ => return None,
+    })
+}
+
+#[repr(C)]
+struct MountAttr {
+    attr_set: u64,
+    attr_clr: u64,
+    propagation: u64,
+    userns_fd: u64,
+}
+
+/// Applies recursive attributes to `dst` and every mount below it (mount_setattr).
+fn set_recursive(dst: &Path, set: u64, clr: u64) -> Result<()> {
+    let attr = MountAttr {
+        attr_set: set,
+        attr_clr: clr,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let c = cstr(dst)?;
+    // SAFETY: mount_setattr reads a valid mount_attr of the size passed and a NUL-terminated path.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            libc::AT_RECURSIVE as libc::c_uint,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r != 0 {
+        return Err(Error::io(
+            format!(
+                "mount_setattr {} (set {set:#x}, clear {clr:#x})",
+                dst.display()
+            ),
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(())
 }
 
 /// Parses options like `ro,nosuid,rbind,rprivate,size=65536k,mode=755`.
@@ -28,8 +108,16 @@ pub fn parse_options(opts: &[String]) -> MountOpts {
         clear: MsFlags::empty(),
         propagation: Vec::new(),
         data: Vec::new(),
+        rec_set: 0,
+        rec_clr: 0,
+        copyup: false,
     };
     for opt in opts {
+        if let Some((set, clr)) = recursive_attr(opt) {
+            o.rec_set = (o.rec_set & !clr) | set;
+            o.rec_clr = (o.rec_clr & !set) | clr;
+            continue;
+        }
         let (set, clear) = match opt.as_str() {
             "ro" => (MsFlags::MS_RDONLY, MsFlags::empty()),
             "rw" => (MsFlags::empty(), MsFlags::MS_RDONLY),
@@ -53,6 +141,17 @@ pub fn parse_options(opts: &[String]) -> MountOpts {
             "norelatime" => (MsFlags::empty(), MsFlags::MS_RELATIME),
             "strictatime" => (MsFlags::MS_STRICTATIME, MsFlags::empty()),
             "nostrictatime" => (MsFlags::empty(), MsFlags::MS_STRICTATIME),
+            "nosymfollow" => (MsFlags::from_bits_retain(256), MsFlags::empty()),
+            "symfollow" => (MsFlags::empty(), MsFlags::from_bits_retain(256)),
+            "lazytime" => (MsFlags::MS_LAZYTIME, MsFlags::empty()),
+            "nolazytime" => (MsFlags::empty(), MsFlags::MS_LAZYTIME),
+            "silent" => (MsFlags::MS_SILENT, MsFlags::empty()),
+            "loud" => (MsFlags::empty(), MsFlags::MS_SILENT),
+            "iversion" => (MsFlags::MS_I_VERSION, MsFlags::empty()),
+            "noiversion" => (MsFlags::empty(), MsFlags::MS_I_VERSION),
+            "acl" => (MsFlags::MS_POSIXACL, MsFlags::empty()),
+            "noacl" => (MsFlags::empty(), MsFlags::MS_POSIXACL),
+            "defaults" => (MsFlags::empty(), MsFlags::empty()),
             "bind" => (MsFlags::MS_BIND, MsFlags::empty()),
             "rbind" => (MsFlags::MS_BIND | MsFlags::MS_REC, MsFlags::empty()),
             "private" | "rprivate" | "shared" | "rshared" | "slave" | "rslave" | "unbindable"
@@ -61,7 +160,11 @@ pub fn parse_options(opts: &[String]) -> MountOpts {
                     .push(propagation_flag(opt).unwrap_or(MsFlags::MS_PRIVATE));
                 continue;
             }
-            "tmpcopyup" | "idmap" | "ridmap" => continue,
+            "tmpcopyup" => {
+                o.copyup = true;
+                continue;
+            }
+            "idmap" | "ridmap" => continue,
             _ => {
                 o.data.push(opt.clone());
                 continue;
@@ -248,6 +351,22 @@ fn mount_one(m: &Mount, rootfs: &Path, cgroup: &Cgroup, in_userns: bool) -> Resu
         }
     } else if typ == "cgroup" {
         mount_cgroup(&dst, cgroup, &o)?;
+    } else if typ == "tmpfs" {
+        // runc gives a tmpfs over an existing directory that directory's mode.
+        let before = std::fs::metadata(&dst).ok().filter(|m| m.is_dir());
+        create_target(&dst, false)?;
+        let src = m.source().clone().unwrap_or_else(|| PathBuf::from("tmpfs"));
+        if o.copyup {
+            tmpfs_copyup(&dst, o.flags, data.as_deref())?;
+        } else {
+            do_mount(Some(&src), &dst, Some("tmpfs"), o.flags, data.as_deref())?;
+        }
+        if let Some(m) = before {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::os::unix::fs::MetadataExt::mode(&m) & 0o7777;
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))
+                .ctx(|| format!("chmod {}", dst.display()))?;
+        }
     } else {
         create_target(&dst, false)?;
         let src = m.source().clone().unwrap_or_else(|| PathBuf::from(typ));
@@ -282,8 +401,62 @@ fn mount_one(m: &Mount, rootfs: &Path, cgroup: &Cgroup, in_userns: bool) -> Resu
             r => r?,
         }
     }
+    if o.rec_set != 0 || o.rec_clr != 0 {
+        set_recursive(&dst, o.rec_set, o.rec_clr)?;
+    }
     for p in &o.propagation {
         do_mount(None, &dst, None, *p, None)?;
+    }
+    Ok(())
+}
+
+/// `tmpcopyup`: mount the tmpfs on a staging directory, copy what `dst` holds into it,
+/// then move it over `dst` (runc's way; the staging directory is removed).
+fn tmpfs_copyup(dst: &Path, flags: MsFlags, data: Option<&str>) -> Result<()> {
+    let stage = PathBuf::from(format!("/tmp/runc-rs-copyup.{}", std::process::id()));
+    std::fs::create_dir(&stage).ctx(|| format!("mkdir {}", stage.display()))?;
+    let r = (|| {
+        do_mount(Some(Path::new("tmpfs")), &stage, Some("tmpfs"), flags, data)?;
+        copy_tree(dst, &stage)?;
+        do_mount(Some(&stage), dst, None, MsFlags::MS_MOVE, None)
+    })();
+    if r.is_err() {
+        let _ = umount2(&stage, MntFlags::MNT_DETACH);
+    }
+    let _ = std::fs::remove_dir(&stage);
+    r
+}
+
+/// Copies directories, files and symlinks with their modes and owners.
+fn copy_tree(from: &Path, to: &Path) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = std::fs::metadata(from).ctx(|| format!("stat {}", from.display()))?;
+    std::fs::set_permissions(to, std::fs::Permissions::from_mode(meta.mode() & 0o7777))
+        .ctx(|| format!("chmod {}", to.display()))?;
+    std::os::unix::fs::lchown(to, Some(meta.uid()), Some(meta.gid()))
+        .ctx(|| format!("chown {}", to.display()))?;
+    for e in std::fs::read_dir(from).ctx(|| format!("read {}", from.display()))? {
+        let e = e.ctx(|| format!("read {}", from.display()))?;
+        let (src, dst) = (e.path(), to.join(e.file_name()));
+        let m = std::fs::symlink_metadata(&src).ctx(|| format!("stat {}", src.display()))?;
+        let ft = m.file_type();
+        if ft.is_symlink() {
+            let t = std::fs::read_link(&src).ctx(|| format!("readlink {}", src.display()))?;
+            std::os::unix::fs::symlink(&t, &dst).ctx(|| format!("symlink {}", dst.display()))?;
+        } else if ft.is_dir() {
+            std::fs::create_dir(&dst).ctx(|| format!("mkdir {}", dst.display()))?;
+            copy_tree(&src, &dst)?;
+            continue;
+        } else if ft.is_file() {
+            std::fs::copy(&src, &dst).ctx(|| format!("copy {}", src.display()))?;
+            std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+                .ctx(|| format!("chmod {}", dst.display()))?;
+        } else {
+            // Devices, fifos and sockets are skipped.
+            continue;
+        }
+        std::os::unix::fs::lchown(&dst, Some(m.uid()), Some(m.gid()))
+            .ctx(|| format!("chown {}", dst.display()))?;
     }
     Ok(())
 }
@@ -655,5 +828,10 @@ mod tests {
         assert_eq!(o.propagation, vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC]);
         let o = parse_options(&opts("ro,rw,noexec,exec"));
         assert_eq!(o.flags, MsFlags::empty());
+        let o = parse_options(&opts("rbind,rro,rnosuid,rnoatime,rsuid"));
+        assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+        assert_eq!(o.rec_set, ATTR_RDONLY | ATTR_NOATIME);
+        assert_eq!(o.rec_clr, ATTR_ATIME_MASK | ATTR_NOSUID);
+        assert!(o.data.is_empty());
     }
 }

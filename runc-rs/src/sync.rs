@@ -32,6 +32,10 @@ pub fn send(fd: &OwnedFd, msg: &[u8]) -> Result<()> {
 pub fn recv(fd: &OwnedFd) -> Result<Vec<u8>> {
     // Peek at the size first: a small buffer touches few pages (each one a copy-on-write
     // fault in a freshly cloned init).
+    // A peer that exits with one of our messages unread (an init failing before it read
+    // `cg`) leaves ECONNRESET pending: it is reported once, before the peer's queued `err:`
+    // message, which the next read returns.
+    let mut resets = 0;
     let len = loop {
         // SAFETY: recv with MSG_PEEK|MSG_TRUNC into a zero-length buffer only reports the
         // size of the next datagram; it writes nothing.
@@ -47,8 +51,10 @@ pub fn recv(fd: &OwnedFd) -> Result<Vec<u8>> {
             break r as usize;
         }
         let e = std::io::Error::last_os_error();
-        if e.raw_os_error() != Some(libc::EINTR) {
-            return Err(Error::io("read sync message", e));
+        match e.raw_os_error() {
+            Some(libc::EINTR) => {}
+            Some(libc::ECONNRESET) if resets < 3 => resets += 1,
+            _ => return Err(Error::io("read sync message", e)),
         }
     };
     let mut buf = vec![0u8; len.max(1)];

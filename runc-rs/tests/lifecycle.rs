@@ -255,3 +255,75 @@ fn list_and_state_json() {
     b.ok(&["delete", "--force", &b.id]);
     assert_eq!(wait_pid(pid), 137);
 }
+
+#[test]
+fn foreground_run_makes_its_own_pty_and_forwards_signals() {
+    use std::io::{Read, Write};
+    use std::os::unix::process::CommandExt;
+    let b = Bundle::new(&["sh", "-c", "tty; read x; echo got-$x; exit 3"]);
+    b.edit(|s| s["process"]["terminal"] = true.into());
+    let pty = nix::pty::openpty(None, None).expect("openpty");
+    let slave = pty.slave;
+    let mut cmd = b.cmd();
+    cmd.args(["run", "--bundle"]).arg(&b.dir).arg(&b.id);
+    cmd.stdin(slave.try_clone().expect("dup"))
+        .stdout(slave.try_clone().expect("dup"))
+        .stderr(std::process::Stdio::piped());
+    // SAFETY: setsid is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::setsid();
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().expect("run");
+    // Only runc-rs (and the container) may hold the slave: EIO on the master ends the output.
+    drop(cmd);
+    drop(slave);
+    let mut m = std::fs::File::from(pty.master);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 512];
+    while !String::from_utf8_lossy(&out).contains("/dev/pts/") {
+        let n = m.read(&mut buf).expect("read tty");
+        assert!(n > 0, "run ended early: {}", String::from_utf8_lossy(&out));
+        out.extend_from_slice(&buf[..n]);
+    }
+    m.write_all(b"abc\n").expect("type");
+    let st = child.wait().expect("wait run");
+    while let Ok(n) = m.read(&mut buf) {
+        if n == 0 {
+            break;
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+    let text = String::from_utf8_lossy(&out);
+    assert_eq!(st.code(), Some(3), "{text}");
+    assert!(text.contains("got-abc"), "{text}");
+    assert!(!b.root.join(&b.id).exists());
+
+    // Signals to a foreground run reach the container's init.
+    let b = Bundle::new(&[
+        "sh",
+        "-c",
+        "trap 'exit 7' TERM; echo ready; while true; do sleep 0.05; done",
+    ]);
+    let mut child = b
+        .cmd()
+        .args(["run", "--bundle"])
+        .arg(&b.dir)
+        .arg(&b.id)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("run");
+    let mut o = child.stdout.take().expect("stdout");
+    let mut line = [0u8; 6];
+    o.read_exact(&mut line).expect("ready");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .expect("signal run");
+    assert_eq!(child.wait().expect("wait").code(), Some(7));
+    assert!(!b.cgroup_dir("memory").exists());
+}

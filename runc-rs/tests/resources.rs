@@ -381,14 +381,17 @@ fn events_stream_stats_and_an_oom_kill() {
     b.ok(&["delete", &b.id]);
 }
 
+/// net_cls and net_prio are not mounted on this host. Mounting them here, even in a private
+/// mount namespace, creates a hierarchy that can outlive its last mount (invisible to every
+/// process, and it makes containerd log "cannot find cgroup mount destination"), so the
+/// mounted case is checked on a fake cgroupfs (cgroups::tests::v1_apply_writes_exact_files...).
 #[test]
-fn net_cls_and_net_prio_when_mounted_and_a_clear_error_when_not() {
+fn net_cls_and_net_prio_not_mounted_is_a_clear_error() {
     let b = Bundle::new(&["true"]);
     b.edit(|s| {
         s["linux"]["resources"]["network"] =
             json!({"classID": 1048577, "priorities": [{"name": "lo", "priority": 5}]})
     });
-    // Not mounted on this host: create refuses, says why, leaves nothing.
     assert!(
         !Path::new("/sys/fs/cgroup/net_cls").exists(),
         "this host mounts net_cls"
@@ -403,38 +406,52 @@ fn net_cls_and_net_prio_when_mounted_and_a_clear_error_when_not() {
     );
     assert!(!b.root.join(&b.id).exists());
     assert!(!b.cgroup_dir("memory").exists());
-    // Mounted (in a private mount namespace, so that no other test sees the hierarchy):
-    // the values reach the files.
-    let m = b.dir.join("nc");
-    let cg = m.join("net_cls,net_prio");
-    let script = format!(
-        "set -e; mkdir -p {m}; mount -t tmpfs none {m}; mkdir {cg}; \
-         mount -t cgroup -o net_cls,net_prio none {cg}; \
-         {bin} --root {root} --log {log} create --bundle {dir} {id} </dev/null >/dev/null; \
-         d={cg}/{parent}/{id}; cat $d/net_cls.classid; grep '^lo ' $d/net_prio.ifpriomap; \
-         cat $d/cgroup.procs | wc -l; {bin} --root {root} delete --force {id}; \
-         test ! -e $d && echo removed; rmdir {cg}/{parent}",
-        m = m.display(),
-        cg = cg.display(),
-        bin = BIN,
-        root = b.root.display(),
-        log = b.dir.join("log.json").display(),
-        dir = b.dir.display(),
-        id = b.id,
-        parent = b.cg_parent,
-    );
-    let o = std::process::Command::new("unshare")
-        .args(["-m", "--propagation", "private", "sh", "-c", &script])
-        .output()
-        .expect("unshare");
+    // priorities alone need net_prio.
+    let b = Bundle::new(&["true"]);
+    b.edit(|s| {
+        s["linux"]["resources"]["network"] = json!({"priorities": [{"name": "lo", "priority": 5}]})
+    });
+    assert!(!b.create_piped(&[]).wait().expect("wait").success());
     assert!(
-        o.status.success(),
-        "{} {}",
-        String::from_utf8_lossy(&o.stderr),
+        b.log().contains("the net_prio controller is not mounted"),
+        "{}",
         b.log()
     );
+}
+
+#[test]
+fn v2_device_filter_is_enforced_by_the_kernel() {
+    // The cgroup2 logic for devices runs on this host's unified hierarchy: a program that
+    // allows /dev/zero and denies /dev/null reads, checked by a process inside.
+    let dir = Path::new("/sys/fs/cgroup/unified").join(format!("rr-dev-{}", rand6()));
+    std::fs::create_dir(&dir).expect("mkdir unified cgroup");
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rm(dir.clone());
+    let devices: Vec<oci_spec::runtime::LinuxDeviceCgroup> = serde_json::from_value(json!([
+        {"allow": false, "access": "rwm"},
+        {"allow": true, "type": "c", "major": 1, "minor": 5, "access": "rw"},
+        {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "w"}
+    ]))
+    .expect("devices");
+    runc_rs::cgroups::devices_bpf::apply(&dir, &devices).expect("load and attach");
+    let script = format!(
+        "echo $$ > {}/cgroup.procs; head -c1 /dev/zero | wc -c; echo x > /dev/null && echo w-ok; \
+         cat /dev/null 2>/dev/null; echo r=$?",
+        dir.display()
+    );
+    let o = std::process::Command::new("sh")
+        .args(["-c", &script])
+        .output()
+        .expect("sh");
     assert_eq!(
         String::from_utf8_lossy(&o.stdout),
-        "1048577\nlo 5\n1\nremoved\n"
+        "1\nw-ok\nr=1\n",
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
     );
 }

@@ -590,3 +590,69 @@ fn run_detach_and_systemd_cgroup_flag() {
     assert_eq!(wait_pid(pid), 137);
     b.ok(&["delete", &b.id]);
 }
+
+#[test]
+fn recursive_read_only_and_tmpcopyup() {
+    let b = Bundle::new(&["/bin/probe"]);
+    b.add_probe();
+    let src = b.dir.join("src");
+    std::fs::create_dir_all(src.join("sub")).expect("mkdir");
+    nix::mount::mount(
+        Some("tmpfs"),
+        &src.join("sub"),
+        Some("tmpfs"),
+        nix::mount::MsFlags::empty(),
+        None::<&str>,
+    )
+    .expect("mount sub tmpfs");
+    std::fs::create_dir_all(b.dir.join("rootfs/seeded/d")).expect("mkdir");
+    std::fs::write(b.dir.join("rootfs/seeded/d/f"), "x\n").expect("write");
+    // Like runc, a tmpfs over an existing directory keeps that directory's mode.
+    std::fs::set_permissions(
+        b.dir.join("rootfs/seeded"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o710),
+    )
+    .expect("chmod");
+    std::os::unix::fs::symlink("d/f", b.dir.join("rootfs/seeded/l")).expect("symlink");
+    b.edit(|s| {
+        let m = s["mounts"].as_array_mut().expect("mounts");
+        // `ro` on an rbind leaves the submount writable; `rro` does not.
+        m.push(json!({"destination": "/ro", "type": "bind", "source": src, "options": ["rbind", "ro"]}));
+        m.push(json!({"destination": "/rro", "type": "bind", "source": src, "options": ["rbind", "rro", "rnosuid"]}));
+        m.push(json!({"destination": "/seeded", "type": "tmpfs", "source": "tmpfs", "options": ["tmpcopyup", "mode=750"]}));
+        s["process"]["args"] = json!(["sh", "-c", "/bin/probe > /tmp/p.json; cat /seeded/d/f; readlink /seeded/l; stat -c %a /seeded; cat /tmp/p.json"]);
+        s["root"]["readonly"] = false.into();
+    });
+    let (out, code) = b.run_to_end();
+    let _ = nix::mount::umount2(&src.join("sub"), nix::mount::MntFlags::MNT_DETACH);
+    assert_eq!(code, 0, "{out} {}", b.log());
+    let (head, json) = out.split_at(out.find('{').expect("probe json"));
+    assert_eq!(head, "x\nd/f\n710\n");
+    let p: serde_json::Value = serde_json::from_str(json).expect("probe");
+    let opts = |d: &str| {
+        mount(&p, d)["options"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    assert!(opts("/ro").starts_with("ro"), "{}", opts("/ro"));
+    assert!(opts("/ro/sub").starts_with("rw"), "{}", opts("/ro/sub"));
+    assert!(opts("/rro").starts_with("ro"), "{}", opts("/rro"));
+    assert!(
+        opts("/rro/sub").starts_with("ro") && opts("/rro/sub").contains("nosuid"),
+        "{}",
+        opts("/rro/sub")
+    );
+    assert_eq!(mount(&p, "/seeded")["type"], "tmpfs");
+    // The staging directory is gone from the host's /tmp.
+    let left: Vec<_> = std::fs::read_dir("/tmp")
+        .expect("/tmp")
+        .flatten()
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .starts_with("runc-rs-copyup")
+        })
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -1,5 +1,6 @@
 //! cgroups: v1 hierarchies (one directory per mounted controller), the v2 unified
 //! hierarchy, and the hybrid layout where only some controllers live on v2.
+pub mod devices_bpf;
 pub mod stats;
 pub mod v1;
 pub mod v2;
@@ -141,6 +142,13 @@ impl Cgroup {
                 if let Some(r) = res {
                     v2::enable_controllers(root, dir, &v2::needed_controllers(r))?;
                     v2::apply(dir, r)?;
+                }
+                // cgroup2 has no devices files: the allow/deny list is an eBPF program,
+                // with runc's default rules after the spec's.
+                if creating {
+                    let mut devs = res.and_then(|r| r.devices().clone()).unwrap_or_default();
+                    devs.extend(v1::default_allowed());
+                    devices_bpf::apply(dir, &devs)?;
                 }
             }
             return Ok(());

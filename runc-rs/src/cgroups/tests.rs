@@ -57,7 +57,9 @@ fn v2_only_apply_enables_controllers_and_writes_each_file() {
         "hugepageLimits":[{"pageSize":"1GB","limit":0}],
         "unified":{"pids.max":"77"}}"#,
     );
-    cg.apply(Some(&r), true).expect("apply");
+    // Not "creating": the device filter needs a real cgroup2 directory (tested in
+    // tests/resources.rs on this host's unified hierarchy).
+    cg.apply(Some(&r), false).expect("apply");
     let dir = cg.unified.clone().expect("dir");
     let f = |n: &str| read(&dir.join(n));
     assert_eq!(f("memory.max"), "268435456");
@@ -190,4 +192,13 @@ fn v1_update_does_not_rewrite_devices() {
     assert!(!cg.v1["devices"].join("devices.deny").exists());
     assert_eq!(read(&cg.v1["memory"].join("memory.limit_in_bytes")), "7");
     let _: PathBuf = cg.v1["memory"].clone();
+}
+
+#[test]
+fn default_allowed_devices_as_rules() {
+    let d = super::v1::default_allowed();
+    assert_eq!(d.len(), 11);
+    let rules: Vec<String> = d.iter().map(super::v1::device_rule).collect();
+    assert_eq!(rules[0], "c *:* m");
+    assert_eq!(rules[8], "c 136:* rwm");
 }

@@ -53,6 +53,31 @@ const DEFAULT_ALLOWED: &[&str] = &[
     "c 10:200 rwm",
 ];
 
+/// runc's default allowed devices as spec rules (for the cgroup2 device filter).
+pub fn default_allowed() -> Vec<LinuxDeviceCgroup> {
+    DEFAULT_ALLOWED
+        .iter()
+        .filter_map(|r| {
+            let (t, rest) = r.split_once(' ')?;
+            let (num, access) = rest.split_once(' ')?;
+            let (maj, min) = num.split_once(':')?;
+            let n = |s: &str| {
+                if s == "*" {
+                    "null".to_string()
+                } else {
+                    s.to_string()
+                }
+            };
+            serde_json::from_str(&format!(
+                r#"{{"allow":true,"type":"{t}","major":{},"minor":{},"access":"{access}"}}"#,
+                n(maj),
+                n(min)
+            ))
+            .ok()
+        })
+        .collect()
+}
+
 /// `c 1:3 rwm` as the devices cgroup wants it.
 pub fn device_rule(d: &LinuxDeviceCgroup) -> String {
     let t = match d.typ() {

@@ -6,7 +6,7 @@ use nix::sys::signal::Signal;
 use nix::unistd::Pid;
 
 use crate::create::{self, CreateOpts};
-use crate::error::{Error, Result};
+use crate::error::{Context, Error, Result};
 use crate::state::{self, State, Status};
 use crate::{hooks, utils};
 
@@ -97,11 +97,23 @@ use std::os::unix::fs::OpenOptionsExt;
 /// `run`: create + start; without `detach`, wait for the init and return its exit code.
 pub fn run(root: &Path, o: &CreateOpts, detach: bool) -> Result<i32> {
     if !detach {
-        // Become the subreaper of the container so its init is ours to wait for.
-        // SAFETY: prctl with integer arguments only.
-        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+        super::run::block_forwarded()?;
     }
-    let pid = create::create(root, o, false)?;
+    // In the foreground with a terminal and no console socket, runc-rs makes the pty.
+    let terminal = !detach
+        && o.console_socket.is_none()
+        && create::load_spec(&std::fs::canonicalize(&o.bundle).unwrap_or(o.bundle.clone()))
+            .ok()
+            .and_then(|s| s.process().as_ref().and_then(|p| p.terminal()))
+            == Some(true);
+    let (ours, theirs) = if terminal {
+        let (a, b) = std::os::unix::net::UnixStream::pair().ctx(|| "socketpair".into())?;
+        (Some(a), Some(b))
+    } else {
+        (None, None)
+    };
+    let pid = create::create_with_console(root, o, false, theirs)?;
+    let master = ours.as_ref().map(super::run::recv_master).transpose()?;
     let st = State::load(root, &o.id)?;
     if let Some(h) = st
         .config
@@ -114,23 +126,10 @@ pub fn run(root: &Path, o: &CreateOpts, detach: bool) -> Result<i32> {
     if detach {
         return Ok(0);
     }
-    let code = wait_exit(pid);
+    // The init is our child: wait for it, forwarding signals (and the terminal).
+    let exited = super::run::supervise(pid, master)?;
     destroy(root, &st)?;
-    Ok(code)
-}
-
-/// Waits for `pid` (our child), forwarding nothing; returns a shell-style exit code.
-fn wait_exit(pid: i32) -> i32 {
-    use nix::sys::wait::{waitpid, WaitStatus};
-    loop {
-        match waitpid(Pid::from_raw(pid), None) {
-            Ok(WaitStatus::Exited(_, c)) => return c,
-            Ok(WaitStatus::Signaled(_, s, _)) => return 128 + s as i32,
-            Ok(_) => continue,
-            Err(nix::Error::EINTR) => continue,
-            Err(_) => return 255,
-        }
-    }
+    Ok(exited.finish())
 }
 
 pub fn kill(root: &Path, id: &str, signal: &str, all: bool) -> Result<()> {

@@ -3,6 +3,7 @@ mod events;
 mod exec;
 mod info;
 mod lifecycle;
+mod run;
 mod update;
 
 pub use crate::create::CreateOpts;

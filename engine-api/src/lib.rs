@@ -10,6 +10,7 @@ pub mod containerd;
 pub mod daemon;
 pub mod error;
 pub mod images;
+pub mod initbin;
 pub mod observability;
 pub mod reference;
 pub mod server;

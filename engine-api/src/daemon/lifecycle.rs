@@ -107,7 +107,7 @@ impl Daemon {
             passwd = None;
             group = None;
         }
-        let init = self.init_binary();
+        let init = self.init_binary.clone();
         let dir = self.container_dir(&id);
         let ctx = spec::SpecContext {
             container_dir: &dir,
@@ -199,11 +199,6 @@ impl Daemon {
         self.spawn_monitor(c.clone());
         tracing::info!(container_id = %id, pid, "container started");
         Ok(())
-    }
-
-    fn init_binary(&self) -> Option<std::path::PathBuf> {
-        let beside = std::env::current_exe().ok()?.parent()?.join("engine-init");
-        beside.is_file().then_some(beside)
     }
 
     /// hostname, hosts and resolv.conf in the container dir (bind-mounted by the spec).

@@ -32,6 +32,8 @@ pub struct Daemon {
     /// Serializes name reservations.
     names: tokio::sync::Mutex<()>,
     pub started: std::time::Instant,
+    /// The init bind-mounted for `--init` (None when it could not be installed).
+    pub init_binary: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -42,6 +44,12 @@ impl Daemon {
         std::fs::create_dir_all(config.exec_root.join("containerd"))
             .map_err(|e| ApiError::io("create exec root", e))?;
         let store = Store::open(&config.data_root.join("engine.redb"))?;
+        let init_binary = match &config.init_path {
+            Some(p) => Some(p.clone()),
+            None => crate::initbin::install(&config.exec_root)
+                .map_err(|e| tracing::warn!(error = %e, "install engine-init"))
+                .ok(),
+        };
         let mut map = HashMap::new();
         for rec in store.all()? {
             map.insert(rec.id.clone(), Arc::new(Ctr::new(rec)));
@@ -55,6 +63,7 @@ impl Daemon {
             execs: RwLock::new(HashMap::new()),
             names: tokio::sync::Mutex::new(()),
             started: std::time::Instant::now(),
+            init_binary,
             config,
         }))
     }

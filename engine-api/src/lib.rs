@@ -96,6 +96,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     for t in tasks {
         t.abort();
     }
+    d.shutdown().await;
     for s in sockets {
         let _ = std::fs::remove_file(s);
     }

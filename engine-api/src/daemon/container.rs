@@ -30,6 +30,8 @@ pub struct Ctr {
     pub hub: Arc<Hub>,
     /// Copier tasks of the current run.
     pub copiers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The restart policy's current back-off delay.
+    pub restart_delay: Mutex<std::time::Duration>,
 }
 
 impl Ctr {
@@ -47,6 +49,7 @@ impl Ctr {
             gen,
             hub: Arc::new(Hub::default()),
             copiers: Mutex::new(Vec::new()),
+            restart_delay: Mutex::new(std::time::Duration::ZERO),
         }
     }
 

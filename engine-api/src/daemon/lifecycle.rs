@@ -6,7 +6,7 @@ use nix::sys::signal::Signal;
 
 use super::stdio::{spawn_copier, Fifos, JsonLog};
 use super::{Ctr, Daemon};
-use crate::containerd::{NewContainer, TaskStatus};
+use crate::containerd::NewContainer;
 use crate::error::{ApiError, Result};
 use crate::spec;
 use crate::types;
@@ -226,7 +226,7 @@ impl Daemon {
         w("resolv.conf", resolv)
     }
 
-    fn spawn_monitor(self: &Arc<Self>, c: Arc<Ctr>) {
+    pub(super) fn spawn_monitor(self: &Arc<Self>, c: Arc<Ctr>) {
         let d = self.clone();
         tokio::spawn(async move { d.monitor(c).await });
     }
@@ -253,7 +253,9 @@ impl Daemon {
         self.handle_exit(&c, code).await;
     }
 
-    async fn handle_exit(self: &Arc<Self>, c: &Arc<Ctr>, code: i64) {
+    pub(super) async fn handle_exit(self: &Arc<Self>, c: &Arc<Ctr>, code: i64) {
+        // Read before Tasks.Delete: the runtime removes the cgroup on delete.
+        let oom = self.oom_killed(&c.id, code);
         // As dockerd: delete the task (the shim closes its FIFO ends), then drain the copiers.
         if let Err(e) = self.cd.delete_task(&c.id).await {
             tracing::warn!(container_id = %c.id, error = %e, "delete task");
@@ -268,7 +270,6 @@ impl Daemon {
         }
         c.hub.close();
         c.hub.close_stdin().await;
-        let oom = self.oom_killed(&c.id, code);
         Fifos::new(&self.fifo_dir(&c.id), "init", true, false).remove();
         c.update(|r| {
             r.state.running = false;
@@ -301,7 +302,7 @@ impl Daemon {
             }
             return;
         }
-        if self.should_restart(&rec, code) {
+        if !self.is_shutting_down() && self.should_restart(&rec, code) {
             let d = self.clone();
             let c = c.clone();
             tokio::spawn(async move { d.restart_after_exit(c).await });
@@ -323,41 +324,6 @@ impl Daemon {
                     .any(|l| l.starts_with("oom_kill ") && l.trim_end() != "oom_kill 0")
             })
             .unwrap_or(false)
-    }
-
-    fn should_restart(&self, rec: &types::ContainerRecord, code: i64) -> bool {
-        if rec.manually_stopped {
-            return false;
-        }
-        let p = &rec.host_config.restart_policy;
-        match p.name.as_str() {
-            "always" | "unless-stopped" => true,
-            "on-failure" => {
-                code != 0
-                    && (p.maximum_retry_count == 0 || rec.restart_count < p.maximum_retry_count)
-            }
-            _ => false,
-        }
-    }
-
-    async fn restart_after_exit(self: Arc<Self>, c: Arc<Ctr>) {
-        let count = c.update(|r| r.restart_count);
-        let delay = Duration::from_millis(100u64.saturating_mul(1 << count.clamp(0, 10)));
-        c.update(|r| {
-            r.state.restarting = true;
-            r.state.status = "restarting".into();
-        });
-        tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
-        if c.update(|r| r.manually_stopped || !r.state.restarting) {
-            return;
-        }
-        c.update(|r| {
-            r.restart_count += 1;
-            r.state.restarting = false;
-        });
-        if let Err(e) = self.start(&c).await {
-            tracing::warn!(container_id = %c.id, error = %e, "restart policy start");
-        }
     }
 
     /// Sends a signal to the init process.
@@ -392,10 +358,25 @@ impl Daemon {
     /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
     /// `Ok(false)` when it was not running (304).
     pub async fn stop(&self, c: &Ctr, timeout: Option<i64>, signal: Option<&str>) -> Result<bool> {
+        self.stop_with(c, timeout, signal, true).await
+    }
+
+    /// Stop; `manual` = a user's stop (restart policies then leave the container alone), as
+    /// opposed to the daemon's own stop at shutdown.
+    pub(super) async fn stop_with(
+        &self,
+        c: &Ctr,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+        manual: bool,
+    ) -> Result<bool> {
         let _op = c.op.lock().await;
         c.update(|r| {
-            r.manually_stopped = true;
-            r.state.restarting = false;
+            r.manually_stopped |= manual;
+            if r.state.restarting {
+                r.state.restarting = false;
+                r.state.status = "exited".into();
+            }
         });
         if !c.is_running() {
             let _ = self.save(c);
@@ -530,69 +511,6 @@ impl Daemon {
         });
         self.save(c)?;
         self.emit_container(c, if pause { "pause" } else { "unpause" });
-        Ok(())
-    }
-
-    /// After a daemon restart: re-attach to a running task or record its exit.
-    pub(super) async fn restore_one(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<()> {
-        let rec = c.record();
-        if !rec.state.running && !rec.state.restarting {
-            let policy = rec.host_config.restart_policy.name.as_str();
-            let restart =
-                policy == "always" || (policy == "unless-stopped" && !rec.manually_stopped);
-            if restart && rec.has_been_started {
-                self.start(c).await?;
-            }
-            return Ok(());
-        }
-        match self.cd.get_task(&c.id).await? {
-            Some(t)
-                if matches!(
-                    t.status,
-                    TaskStatus::Running | TaskStatus::Paused | TaskStatus::Pausing
-                ) =>
-            {
-                let fifos = Fifos::new(
-                    &self.fifo_dir(&c.id),
-                    "init",
-                    rec.config.open_stdin,
-                    rec.config.tty,
-                );
-                match fifos.open(false) {
-                    Ok(opened) => {
-                        *c.hub.stdin.lock().await = opened.stdin;
-                        if let Ok(mut p) = c.hub.process.lock() {
-                            *p = Some((self.cd.clone(), c.id.clone(), String::new()));
-                        }
-                        let log = Arc::new(JsonLog::open(&self.log_path(&c.id)));
-                        let handles: Vec<_> = opened
-                            .readers
-                            .into_iter()
-                            .map(|(s, rx)| spawn_copier(s, rx, c.hub.clone(), log.clone()))
-                            .collect();
-                        if let Ok(mut h) = c.copiers.lock() {
-                            *h = handles;
-                        }
-                    }
-                    Err(e) => tracing::warn!(container_id = %c.id, error = %e, "reopen fifos"),
-                }
-                c.update(|r| {
-                    r.state.pid = t.pid as i64;
-                    r.state.paused = t.status != TaskStatus::Running;
-                    r.state.status = if r.state.paused {
-                        "paused".into()
-                    } else {
-                        "running".into()
-                    };
-                });
-                self.save(c)?;
-                c.gen.send_modify(|g| g.running = true);
-                self.spawn_monitor(c.clone());
-                tracing::info!(container_id = %c.id, pid = t.pid, "container found running again");
-            }
-            Some(t) => self.handle_exit(c, t.exit_status as i64).await,
-            None => self.handle_exit(c, 255).await,
-        }
         Ok(())
     }
 }

@@ -5,6 +5,7 @@ pub mod events;
 mod exec;
 mod lifecycle;
 pub mod logs;
+mod restart;
 pub mod stdio;
 
 use std::collections::HashMap;
@@ -32,6 +33,8 @@ pub struct Daemon {
     /// Serializes name reservations.
     names: tokio::sync::Mutex<()>,
     pub started: std::time::Instant,
+    /// Set once shutdown begins: no restart policy fires after that.
+    shutting_down: std::sync::atomic::AtomicBool,
     /// The init bind-mounted for `--init` (None when it could not be installed).
     pub init_binary: Option<PathBuf>,
 }
@@ -64,6 +67,7 @@ impl Daemon {
             names: tokio::sync::Mutex::new(()),
             started: std::time::Instant::now(),
             init_binary,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
             config,
         }))
     }

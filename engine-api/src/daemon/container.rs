@@ -94,6 +94,8 @@ impl Ctr {
                 let mut line = format!("Up {}", types::human_duration(since(&s.started_at)));
                 if s.paused {
                     line.push_str(" (Paused)");
+                } else if let Some(h) = s.health.as_ref().and_then(super::health::status_suffix) {
+                    line.push_str(&format!(" ({h})"));
                 }
                 line
             }
@@ -497,8 +499,16 @@ impl Daemon {
                     }
                     ok
                 }
-                "volume" | "network" | "publish" | "expose" | "health" | "isolation"
-                | "is-task" => true,
+                "health" => {
+                    let h = rec
+                        .state
+                        .health
+                        .as_ref()
+                        .and_then(|h| h["Status"].as_str())
+                        .unwrap_or("none");
+                    vals.iter().any(|v| v == h)
+                }
+                "volume" | "network" | "publish" | "expose" | "isolation" | "is-task" => true,
                 _ => true,
             };
             if !ok {

@@ -197,6 +197,7 @@ impl Daemon {
         c.gen.send_modify(|g| g.running = true);
         self.emit_container(c, "start");
         self.spawn_monitor(c.clone());
+        self.start_health_monitor(c, true);
         tracing::info!(container_id = %id, pid, "container started");
         Ok(())
     }

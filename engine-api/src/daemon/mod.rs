@@ -3,6 +3,7 @@
 mod container;
 pub mod events;
 mod exec;
+pub mod health;
 mod lifecycle;
 pub mod logs;
 mod restart;

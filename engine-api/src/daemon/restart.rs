@@ -160,6 +160,7 @@ impl Daemon {
                 self.save(c)?;
                 c.gen.send_modify(|g| g.running = true);
                 self.spawn_monitor(c.clone());
+                self.start_health_monitor(c, false);
                 tracing::info!(container_id = %c.id, pid = t.pid, "container found running again");
             }
             Some(t) => self.handle_exit(c, t.exit_status as i64).await,

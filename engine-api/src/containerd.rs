@@ -707,6 +707,26 @@ impl Containerd {
         Ok(())
     }
 
+    /// Tasks.Update with new `linux.resources` (OCI JSON, as containerd's typeurl Any).
+    pub async fn update_task(&self, id: &str, resources_json: Vec<u8>) -> R<()> {
+        self.tasks()
+            .update(
+                self.req(tasks::UpdateTaskRequest {
+                    container_id: id.to_string(),
+                    resources: Some(prost_types::Any {
+                        type_url:
+                            "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+                                .to_string(),
+                        value: resources_json,
+                    }),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(status_ctx("tasks.update"))?;
+        Ok(())
+    }
+
     /// Host pids of the task's processes.
     pub async fn pids(&self, id: &str) -> R<Vec<u32>> {
         let r = self

@@ -141,6 +141,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/containers/:id/unpause", post(containers::unpause))
         .route("/containers/:id/top", get(containers::top))
         .route("/containers/:id/stats", get(containers::stats))
+        .route("/containers/:id/update", post(containers::update))
         .route("/containers/:id/exec", post(exec::create))
         .route("/exec/:id/start", post(exec::start))
         .route("/exec/:id/json", get(exec::inspect))

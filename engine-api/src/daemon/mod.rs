@@ -8,6 +8,7 @@ mod lifecycle;
 pub mod logs;
 mod restart;
 pub mod stdio;
+mod update;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -15,6 +16,7 @@ use std::sync::{Arc, RwLock};
 
 pub use container::{Ctr, Gen};
 pub use exec::{ExecConfig, ExecInfo};
+pub use update::UpdateConfig;
 
 use crate::config::Config;
 use crate::containerd::Containerd;

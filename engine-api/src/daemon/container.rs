@@ -572,9 +572,16 @@ impl Daemon {
     }
 }
 
-/// `ps`'s Command column: the command line, as dockerd joins it.
+/// `ps`'s Command column: the command line, as dockerd joins it (arguments with spaces in
+/// single quotes).
 pub(crate) fn command_line(rec: &ContainerRecord) -> String {
     let mut parts = vec![rec.path.clone()];
-    parts.extend(rec.args.iter().cloned());
+    parts.extend(rec.args.iter().map(|a| {
+        if a.contains(' ') {
+            format!("'{a}'")
+        } else {
+            a.clone()
+        }
+    }));
     parts.join(" ")
 }

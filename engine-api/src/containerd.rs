@@ -163,6 +163,22 @@ impl Containerd {
         Ok(id)
     }
 
+    /// Creates lease `id` without expiry (an existing one is kept).
+    pub async fn create_named_lease(&self, id: &str) -> R<()> {
+        let mut c = leases::leases_client::LeasesClient::new(self.channel.clone());
+        match c
+            .create(self.req(leases::CreateRequest {
+                id: id.to_string(),
+                labels: HashMap::new(),
+            }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
+            Err(s) => Err(status_ctx("leases.create")(s)),
+        }
+    }
+
     pub async fn delete_lease(&self, id: &str) -> R<()> {
         let mut c = leases::leases_client::LeasesClient::new(self.channel.clone());
         c.delete(self.req(leases::DeleteRequest {

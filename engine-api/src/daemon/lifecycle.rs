@@ -83,12 +83,15 @@ impl Daemon {
         // A new snapshot is unreferenced until Containers.Create: hold a lease so that
         // containerd's GC cannot collect it in between.
         let mut lease = None;
+        let mut prepared_early = false;
         if !self.cd.snapshot_exists(snap, &id).await? {
             let l = self.cd.create_lease().await?;
             self.cd
                 .prepare(Some(&l), snap, &id, &rec.snapshot_parent)
                 .await?;
             lease = Some(l);
+        } else {
+            prepared_early = !rec.has_been_started;
         }
         let mounts = self.cd.mounts(snap, &id).await?;
         self.write_etc_files(&rec)?;
@@ -143,6 +146,13 @@ impl Daemon {
             if let Err(e) = self.cd.delete_lease(&l).await {
                 tracing::warn!(container_id = %id, error = %e, "delete lease");
             }
+        }
+        if prepared_early {
+            // The snapshot `docker cp` prepared before the first start: the container holds it now.
+            let _ = self
+                .cd
+                .delete_lease(&super::archive::early_lease(&id))
+                .await;
         }
         // A stale task from an earlier run (e.g. a daemon crash) would make Create fail.
         let _ = self.cd.delete_task(&id).await;
@@ -462,6 +472,10 @@ impl Daemon {
         c.update(|r| r.state.status = "removing".into());
         let _ = self.cd.delete_task(&c.id).await;
         self.cd.delete_container(&c.id).await?;
+        let _ = self
+            .cd
+            .delete_lease(&super::archive::early_lease(&c.id))
+            .await;
         self.cd
             .remove_snapshot(&self.config.snapshotter, &c.id)
             .await?;

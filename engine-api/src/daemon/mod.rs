@@ -1,8 +1,10 @@
 //! The Docker object model over containerd: `Daemon` owns the container table, the store, the
 //! image service and the event bus. HTTP handlers are thin over its methods.
+mod archive;
 mod container;
 pub mod events;
 mod exec;
+pub mod fsview;
 pub mod health;
 mod lifecycle;
 pub mod logs;

@@ -9,7 +9,7 @@ use integration::{describe, Stack};
 
 /// Minimal base64 decoding for the stat header (the integration crate has no base64 dep).
 mod base64_free {
-    pub fn decode(s: &str) -> Vec<u8> {
+    pub(crate) fn decode(s: &str) -> Vec<u8> {
         let val = |c: u8| -> Option<u32> {
             Some(match c {
                 b'A'..=b'Z' => c - b'A',

@@ -82,18 +82,44 @@ impl Daemon {
         let snap = &self.config.snapshotter;
         // A new snapshot is unreferenced until Containers.Create: hold a lease so that
         // containerd's GC cannot collect it in between.
+        // After a first start the snapshot exists: ask for its mounts. Before it, prepare
+        // (one call fewer); AlreadyExists means `docker cp` prepared it early.
         let mut lease = None;
         let mut prepared_early = false;
-        if !self.cd.snapshot_exists(snap, &id).await? {
-            let l = self.cd.create_lease().await?;
-            self.cd
-                .prepare(Some(&l), snap, &id, &rec.snapshot_parent)
-                .await?;
-            lease = Some(l);
+        let existing = if rec.has_been_started {
+            match self.cd.mounts(snap, &id).await {
+                Ok(m) => Some(m),
+                Err(e) if e.kind() == crate::error::Kind::NotFound => None,
+                Err(e) => return Err(e),
+            }
         } else {
-            prepared_early = !rec.has_been_started;
-        }
-        let mounts = self.cd.mounts(snap, &id).await?;
+            None
+        };
+        let mounts = match existing {
+            Some(m) => m,
+            None => {
+                let l = self.cd.create_lease().await?;
+                match self
+                    .cd
+                    .prepare(Some(&l), snap, &id, &rec.snapshot_parent)
+                    .await
+                {
+                    Ok(m) => {
+                        lease = Some(l);
+                        m
+                    }
+                    Err(e) if e.kind() == crate::error::Kind::AlreadyExists => {
+                        self.spawn_delete_lease(l);
+                        prepared_early = !rec.has_been_started;
+                        self.cd.mounts(snap, &id).await?
+                    }
+                    Err(e) => {
+                        self.spawn_delete_lease(l);
+                        return Err(e);
+                    }
+                }
+            }
+        };
         self.write_etc_files(&rec)?;
         let passwd;
         let group;
@@ -142,20 +168,14 @@ impl Daemon {
                 snapshotter: snap.clone(),
             })
             .await?;
+        // The container holds the snapshot now; the leases go in the background.
         if let Some(l) = lease {
-            if let Err(e) = self.cd.delete_lease(&l).await {
-                tracing::warn!(container_id = %id, error = %e, "delete lease");
-            }
+            self.spawn_delete_lease(l);
         }
         if prepared_early {
-            // The snapshot `docker cp` prepared before the first start: the container holds it now.
-            let _ = self
-                .cd
-                .delete_lease(&super::archive::early_lease(&id))
-                .await;
+            // The snapshot `docker cp` prepared before the first start.
+            self.spawn_delete_lease(super::archive::early_lease(&id));
         }
-        // A stale task from an earlier run (e.g. a daemon crash) would make Create fail.
-        let _ = self.cd.delete_task(&id).await;
         let tty = rec.config.tty;
         let fifos = Fifos::new(&self.fifo_dir(&id), "init", rec.config.open_stdin, tty);
         fifos.create()?;
@@ -165,7 +185,15 @@ impl Daemon {
         if let Ok(mut p) = c.hub.process.lock() {
             *p = Some((self.cd.clone(), id.clone(), String::new()));
         }
-        let created = self.cd.create_task(&id, mounts, &fifos.stdio(tty)).await;
+        let mut created = self
+            .cd
+            .create_task(&id, mounts.clone(), &fifos.stdio(tty))
+            .await;
+        if matches!(&created, Err(e) if e.kind() == crate::error::Kind::AlreadyExists) {
+            // A stale task from an earlier run (e.g. a daemon crash).
+            let _ = self.cd.delete_task(&id).await;
+            created = self.cd.create_task(&id, mounts, &fifos.stdio(tty)).await;
+        }
         // Placeholder writers stay until Start: a shim may open its ends only then (execs).
         let holders = opened.holders;
         if let Err(e) = created {
@@ -210,6 +238,18 @@ impl Daemon {
         self.start_health_monitor(c, true);
         tracing::info!(container_id = %id, pid, "container started");
         Ok(())
+    }
+
+    /// Deletes a lease in the background (a missing one is fine).
+    fn spawn_delete_lease(&self, lease: String) {
+        let cd = self.cd.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cd.delete_lease(&lease).await {
+                if e.kind() != crate::error::Kind::NotFound {
+                    tracing::warn!(lease, error = %e, "delete lease");
+                }
+            }
+        });
     }
 
     /// hostname, hosts and resolv.conf in the container dir (bind-mounted by the spec).
@@ -291,8 +331,12 @@ impl Daemon {
             r.state.oom_killed = oom;
             r.state.finished_at = types::now_rfc3339();
         });
-        if let Err(e) = self.save(c) {
-            tracing::warn!(container_id = %c.id, error = %e, "save state");
+        let auto_remove = c.update(|r| r.host_config.auto_remove);
+        // An auto-removed container's record is deleted next: saved only if that fails.
+        if !auto_remove {
+            if let Err(e) = self.save(c) {
+                tracing::warn!(container_id = %c.id, error = %e, "save state");
+            }
         }
         if oom {
             self.emit_container(c, "oom");
@@ -307,9 +351,10 @@ impl Daemon {
         });
         tracing::info!(container_id = %c.id, exit_code = code, "container exited");
         let rec = c.record();
-        if rec.host_config.auto_remove {
-            if let Err(e) = self.remove(c, true, false).await {
+        if auto_remove {
+            if let Err(e) = self.remove_stopped(c, true).await {
                 tracing::warn!(container_id = %c.id, error = %e, "auto-remove");
+                let _ = self.save(c);
             }
             return;
         }
@@ -465,20 +510,34 @@ impl Daemon {
                 .await?;
             self.wait_exit(c, before, Duration::from_secs(30)).await;
         }
+        self.remove_stopped(c, false).await
+    }
+
+    /// Removes a container that is not running; `task_deleted` when the exit handler has
+    /// just deleted its task.
+    async fn remove_stopped(&self, c: &Arc<Ctr>, task_deleted: bool) -> Result<()> {
         let _op = c.op.lock().await;
         if c.gen.borrow().removed {
             return Ok(());
         }
-        c.update(|r| r.state.status = "removing".into());
-        let _ = self.cd.delete_task(&c.id).await;
-        self.cd.delete_container(&c.id).await?;
-        let _ = self
-            .cd
-            .delete_lease(&super::archive::early_lease(&c.id))
-            .await;
-        self.cd
-            .remove_snapshot(&self.config.snapshotter, &c.id)
-            .await?;
+        let started = c.update(|r| {
+            r.state.status = "removing".into();
+            r.has_been_started
+        });
+        if !task_deleted {
+            let _ = self.cd.delete_task(&c.id).await;
+        }
+        if !started {
+            // A snapshot `docker cp` prepared before any start.
+            self.spawn_delete_lease(super::archive::early_lease(&c.id));
+        }
+        // The snapshot is only referenced by the container record: both go at once.
+        let (deleted, removed) = tokio::join!(
+            self.cd.delete_container(&c.id),
+            self.cd.remove_snapshot(&self.config.snapshotter, &c.id)
+        );
+        deleted?;
+        removed?;
         let _ = std::fs::remove_dir_all(self.container_dir(&c.id));
         let _ = std::fs::remove_dir_all(self.fifo_dir(&c.id));
         self.store.delete(&c.id)?;

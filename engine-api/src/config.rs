@@ -41,6 +41,13 @@ pub struct Cli {
     pub snapshotter: String,
     #[arg(short = 'D', long = "debug")]
     pub debug: bool,
+    /// Keep containers running while engine-api is down (dockerd's --live-restore); without it
+    /// engine-api stops running containers when it shuts down.
+    #[arg(long)]
+    pub live_restore: bool,
+    /// The init binary for `--init` (default: the embedded engine-init).
+    #[arg(long)]
+    pub init_path: Option<PathBuf>,
 }
 
 /// A resolved configuration.
@@ -59,6 +66,8 @@ pub struct Config {
     pub pidfile: Option<PathBuf>,
     pub snapshotter: String,
     pub debug: bool,
+    pub live_restore: bool,
+    pub init_path: Option<PathBuf>,
 }
 
 /// Bad flag values.
@@ -111,6 +120,8 @@ impl Cli {
             pidfile: self.pidfile,
             snapshotter: self.snapshotter,
             debug: self.debug,
+            live_restore: self.live_restore,
+            init_path: self.init_path,
         })
     }
 }
@@ -143,6 +154,8 @@ impl Config {
             pidfile: None,
             snapshotter: "overlayfs".to_string(),
             debug: false,
+            live_restore: false,
+            init_path: None,
         }
     }
 }

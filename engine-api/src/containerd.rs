@@ -163,6 +163,22 @@ impl Containerd {
         Ok(id)
     }
 
+    /// Creates lease `id` without expiry (an existing one is kept).
+    pub async fn create_named_lease(&self, id: &str) -> R<()> {
+        let mut c = leases::leases_client::LeasesClient::new(self.channel.clone());
+        match c
+            .create(self.req(leases::CreateRequest {
+                id: id.to_string(),
+                labels: HashMap::new(),
+            }))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(s) if s.code() == tonic::Code::AlreadyExists => Ok(()),
+            Err(s) => Err(status_ctx("leases.create")(s)),
+        }
+    }
+
     pub async fn delete_lease(&self, id: &str) -> R<()> {
         let mut c = leases::leases_client::LeasesClient::new(self.channel.clone());
         c.delete(self.req(leases::DeleteRequest {
@@ -704,6 +720,26 @@ impl Containerd {
             }))
             .await
             .map_err(status_ctx("tasks.resume"))?;
+        Ok(())
+    }
+
+    /// Tasks.Update with new `linux.resources` (OCI JSON, as containerd's typeurl Any).
+    pub async fn update_task(&self, id: &str, resources_json: Vec<u8>) -> R<()> {
+        self.tasks()
+            .update(
+                self.req(tasks::UpdateTaskRequest {
+                    container_id: id.to_string(),
+                    resources: Some(prost_types::Any {
+                        type_url:
+                            "types.containerd.io/opencontainers/runtime-spec/1/LinuxResources"
+                                .to_string(),
+                        value: resources_json,
+                    }),
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(status_ctx("tasks.update"))?;
         Ok(())
     }
 

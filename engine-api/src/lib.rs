@@ -10,6 +10,7 @@ pub mod containerd;
 pub mod daemon;
 pub mod error;
 pub mod images;
+pub mod initbin;
 pub mod observability;
 pub mod reference;
 pub mod server;
@@ -95,6 +96,7 @@ pub async fn run(config: Config) -> Result<(), RunError> {
     for t in tasks {
         t.abort();
     }
+    d.shutdown().await;
     for s in sockets {
         let _ = std::fs::remove_file(s);
     }

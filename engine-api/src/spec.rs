@@ -50,6 +50,8 @@ const READONLY: [&str; 5] = [
 pub enum SpecError {
     #[error("unable to find user {0}: no matching entries in passwd file")]
     User(String),
+    #[error("--init requested but no init binary is available")]
+    NoInit,
     #[error("invalid capability {0:?}")]
     Capability(String),
     #[error("error gathering device information while adding custom device {path:?}: {source}")]
@@ -358,6 +360,12 @@ pub fn resources(hc: &HostConfig) -> Result<Value, SpecError> {
         ),
     ] {
         if !list.is_empty() {
+            // The OCI key is `throttle…IOPSDevice`; oci-spec 0.7 (runc-rs) only reads the
+            // camel-cased `throttle…IopsDevice`. runc/crun ignore the extra key (Go matches
+            // keys case-insensitively and both carry the same value).
+            if let Some(k) = key.strip_suffix("IOPSDevice") {
+                blkio.insert(format!("{k}IopsDevice"), Value::Array(list.clone()));
+            }
             blkio.insert(key.into(), Value::Array(list));
         }
     }
@@ -415,17 +423,19 @@ pub fn generate(rec: &ContainerRecord, ctx: &SpecContext<'_>) -> Result<Value, S
         mounts.push(bind_mount(b));
     }
     if hc.init.unwrap_or(false) {
-        if let Some(init) = ctx.init_binary {
-            mounts.push(json!({
-                "destination": "/sbin/docker-init",
-                "type": "bind",
-                "source": init.to_string_lossy(),
-                "options": ["rbind", "ro", "rprivate"],
-            }));
-            let mut a = vec!["/sbin/docker-init".to_string(), "--".to_string()];
-            a.append(&mut args);
-            args = a;
-        }
+        let init = ctx.init_binary.ok_or(SpecError::NoInit)?;
+        mounts.push(json!({
+            "destination": crate::initbin::INIT_PATH_IN_CONTAINER,
+            "type": "bind",
+            "source": init.to_string_lossy(),
+            "options": ["rbind", "ro", "rprivate"],
+        }));
+        let mut a = vec![
+            crate::initbin::INIT_PATH_IN_CONTAINER.to_string(),
+            "--".to_string(),
+        ];
+        a.append(&mut args);
+        args = a;
     }
     let mut namespaces = vec![json!({"type": "mount"})];
     if hc.network_mode != "host" {

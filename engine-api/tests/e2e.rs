@@ -217,6 +217,10 @@ fn detached_lifecycle_logs_stop_rm() {
 #[test]
 fn state_survives_engine_and_containerd_restart() {
     let mut e = Env::start();
+    // Running containers outlive engine-api restarts only with --live-restore.
+    e.live_restore = true;
+    e.stop_engine();
+    e.start_engine();
     e.ok(&["run", "-d", "--name", "sleeper", "busybox", "sleep", "300"]);
     let out = e.docker(&["run", "--name", "done", "busybox", "sh", "-c", "exit 7"]);
     assert_eq!(out.status.code(), Some(7), "{}", describe(&out));

@@ -44,6 +44,8 @@ pub struct Options {
     pub containerd_args: Vec<String>,
     /// Do not load the busybox image.
     pub no_image: bool,
+    /// Extra flags for engine-api (e.g. `--live-restore`).
+    pub engine_args: Vec<String>,
 }
 
 /// A private engine-api + containerd-rs pair.
@@ -301,7 +303,7 @@ impl Stack {
         assert!(self.engine.is_none(), "engine-api already running");
         let _ = std::fs::remove_file(self.engine_sock());
         let r = |p: &str| self.root.join(p).to_string_lossy().into_owned();
-        let args = vec![
+        let mut args = vec![
             "-H".to_string(),
             format!("unix://{}", r("d.sock")),
             "--data-root".to_string(),
@@ -314,6 +316,7 @@ impl Stack {
             self.cgroup_parent(),
             "-D".to_string(),
         ];
+        args.extend(self.options.engine_args.iter().cloned());
         let child = self.daemon(&self.bin("engine-api"), &args, "engine.log");
         self.engine = Some(child);
         let sock = self.engine_sock();

@@ -503,3 +503,15 @@ fn stats_json(c: &crate::daemon::Ctr, cur: &Sample, prev: &Sample) -> Value {
             "rx_errors": 0, "tx_errors": 0, "rx_dropped": 0, "tx_dropped": 0}},
     })
 }
+
+/// `POST /containers/{id}/update`.
+pub(super) async fn update(
+    State(d): State<Arc<Daemon>>,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> Result<Json<Value>> {
+    let u: crate::daemon::UpdateConfig = json_body(&body)?;
+    let c = d.get(&id)?;
+    let warnings = d.update(&c, u).await?;
+    Ok(Json(json!({"Warnings": warnings})))
+}

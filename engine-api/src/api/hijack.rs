@@ -54,6 +54,9 @@ pub(super) fn hijack(mut req: Request, s: Session) -> Response {
             });
             let mut res = Response::new(Body::empty());
             *res.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+            // dockerd's status line: `HTTP/1.1 101 UPGRADED`.
+            res.extensions_mut()
+                .insert(hyper::ext::ReasonPhrase::from_static(b"UPGRADED"));
             let h = res.headers_mut();
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
             h.insert(header::CONNECTION, HeaderValue::from_static("Upgrade"));

@@ -1,5 +1,6 @@
 //! The Engine API over axum: routing (with and without `/v1.xx`), system endpoints, and the
 //! common response headers. Handlers are thin over [`Daemon`].
+mod archive;
 mod containers;
 mod exec;
 mod hijack;
@@ -141,6 +142,13 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/containers/:id/unpause", post(containers::unpause))
         .route("/containers/:id/top", get(containers::top))
         .route("/containers/:id/stats", get(containers::stats))
+        .route("/containers/:id/update", post(containers::update))
+        .route(
+            "/containers/:id/archive",
+            get(archive::get).head(archive::head).put(archive::put),
+        )
+        .route("/containers/:id/export", get(archive::export))
+        .route("/containers/:id/changes", get(archive::changes))
         .route("/containers/:id/exec", post(exec::create))
         .route("/exec/:id/start", post(exec::start))
         .route("/exec/:id/json", get(exec::inspect))

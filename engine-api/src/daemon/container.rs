@@ -30,6 +30,8 @@ pub struct Ctr {
     pub hub: Arc<Hub>,
     /// Copier tasks of the current run.
     pub copiers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    /// The restart policy's current back-off delay.
+    pub restart_delay: Mutex<std::time::Duration>,
 }
 
 impl Ctr {
@@ -47,6 +49,7 @@ impl Ctr {
             gen,
             hub: Arc::new(Hub::default()),
             copiers: Mutex::new(Vec::new()),
+            restart_delay: Mutex::new(std::time::Duration::ZERO),
         }
     }
 
@@ -91,6 +94,8 @@ impl Ctr {
                 let mut line = format!("Up {}", types::human_duration(since(&s.started_at)));
                 if s.paused {
                     line.push_str(" (Paused)");
+                } else if let Some(h) = s.health.as_ref().and_then(super::health::status_suffix) {
+                    line.push_str(&format!(" ({h})"));
                 }
                 line
             }
@@ -494,8 +499,16 @@ impl Daemon {
                     }
                     ok
                 }
-                "volume" | "network" | "publish" | "expose" | "health" | "isolation"
-                | "is-task" => true,
+                "health" => {
+                    let h = rec
+                        .state
+                        .health
+                        .as_ref()
+                        .and_then(|h| h["Status"].as_str())
+                        .unwrap_or("none");
+                    vals.iter().any(|v| v == h)
+                }
+                "volume" | "network" | "publish" | "expose" | "isolation" | "is-task" => true,
                 _ => true,
             };
             if !ok {
@@ -559,9 +572,16 @@ impl Daemon {
     }
 }
 
-/// `ps`'s Command column: the command line, as dockerd joins it.
+/// `ps`'s Command column: the command line, as dockerd joins it (arguments with spaces in
+/// single quotes).
 pub(crate) fn command_line(rec: &ContainerRecord) -> String {
     let mut parts = vec![rec.path.clone()];
-    parts.extend(rec.args.iter().cloned());
+    parts.extend(rec.args.iter().map(|a| {
+        if a.contains(' ') {
+            format!("'{a}'")
+        } else {
+            a.clone()
+        }
+    }));
     parts.join(" ")
 }

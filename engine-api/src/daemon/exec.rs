@@ -44,6 +44,21 @@ pub struct Exec {
     pub done: tokio::sync::watch::Sender<bool>,
 }
 
+impl Exec {
+    /// A new exec instance (not yet registered or started) with a random id.
+    pub fn new(container_id: &str, config: ExecConfig) -> Self {
+        let (done, _) = tokio::sync::watch::channel(false);
+        Exec {
+            id: hex::encode(rand::random::<[u8; 32]>()),
+            container_id: container_id.to_string(),
+            config,
+            info: Mutex::new(ExecInfo::default()),
+            hub: Arc::new(Hub::default()),
+            done,
+        }
+    }
+}
+
 impl Daemon {
     /// `POST /containers/{id}/exec`.
     pub fn exec_create(&self, c: &Ctr, cfg: ExecConfig) -> Result<String> {
@@ -63,17 +78,9 @@ impl Daemon {
         if cfg.cmd.as_ref().is_none_or(|c| c.is_empty()) {
             return Err(ApiError::invalid("No exec command specified"));
         }
-        let id = hex::encode(rand::random::<[u8; 32]>());
         let cmd = cfg.cmd.clone().unwrap_or_default().join(" ");
-        let (done, _) = tokio::sync::watch::channel(false);
-        let e = Arc::new(Exec {
-            id: id.clone(),
-            container_id: c.id.clone(),
-            config: cfg,
-            info: Mutex::new(ExecInfo::default()),
-            hub: Arc::new(Hub::default()),
-            done,
-        });
+        let e = Arc::new(Exec::new(&c.id, cfg));
+        let id = e.id.clone();
         if let Ok(mut m) = self.execs.write() {
             m.insert(id.clone(), e);
         }

@@ -6,7 +6,7 @@ use nix::sys::signal::Signal;
 
 use super::stdio::{spawn_copier, Fifos, JsonLog};
 use super::{Ctr, Daemon};
-use crate::containerd::{NewContainer, TaskStatus};
+use crate::containerd::NewContainer;
 use crate::error::{ApiError, Result};
 use crate::spec;
 use crate::types;
@@ -82,15 +82,44 @@ impl Daemon {
         let snap = &self.config.snapshotter;
         // A new snapshot is unreferenced until Containers.Create: hold a lease so that
         // containerd's GC cannot collect it in between.
+        // After a first start the snapshot exists: ask for its mounts. Before it, prepare
+        // (one call fewer); AlreadyExists means `docker cp` prepared it early.
         let mut lease = None;
-        if !self.cd.snapshot_exists(snap, &id).await? {
-            let l = self.cd.create_lease().await?;
-            self.cd
-                .prepare(Some(&l), snap, &id, &rec.snapshot_parent)
-                .await?;
-            lease = Some(l);
-        }
-        let mounts = self.cd.mounts(snap, &id).await?;
+        let mut prepared_early = false;
+        let existing = if rec.has_been_started {
+            match self.cd.mounts(snap, &id).await {
+                Ok(m) => Some(m),
+                Err(e) if e.kind() == crate::error::Kind::NotFound => None,
+                Err(e) => return Err(e),
+            }
+        } else {
+            None
+        };
+        let mounts = match existing {
+            Some(m) => m,
+            None => {
+                let l = self.cd.create_lease().await?;
+                match self
+                    .cd
+                    .prepare(Some(&l), snap, &id, &rec.snapshot_parent)
+                    .await
+                {
+                    Ok(m) => {
+                        lease = Some(l);
+                        m
+                    }
+                    Err(e) if e.kind() == crate::error::Kind::AlreadyExists => {
+                        self.spawn_delete_lease(l);
+                        prepared_early = !rec.has_been_started;
+                        self.cd.mounts(snap, &id).await?
+                    }
+                    Err(e) => {
+                        self.spawn_delete_lease(l);
+                        return Err(e);
+                    }
+                }
+            }
+        };
         self.write_etc_files(&rec)?;
         let passwd;
         let group;
@@ -107,7 +136,7 @@ impl Daemon {
             passwd = None;
             group = None;
         }
-        let init = self.init_binary();
+        let init = self.init_binary.clone();
         let dir = self.container_dir(&id);
         let ctx = spec::SpecContext {
             container_dir: &dir,
@@ -139,13 +168,14 @@ impl Daemon {
                 snapshotter: snap.clone(),
             })
             .await?;
+        // The container holds the snapshot now; the leases go in the background.
         if let Some(l) = lease {
-            if let Err(e) = self.cd.delete_lease(&l).await {
-                tracing::warn!(container_id = %id, error = %e, "delete lease");
-            }
+            self.spawn_delete_lease(l);
         }
-        // A stale task from an earlier run (e.g. a daemon crash) would make Create fail.
-        let _ = self.cd.delete_task(&id).await;
+        if prepared_early {
+            // The snapshot `docker cp` prepared before the first start.
+            self.spawn_delete_lease(super::archive::early_lease(&id));
+        }
         let tty = rec.config.tty;
         let fifos = Fifos::new(&self.fifo_dir(&id), "init", rec.config.open_stdin, tty);
         fifos.create()?;
@@ -155,7 +185,15 @@ impl Daemon {
         if let Ok(mut p) = c.hub.process.lock() {
             *p = Some((self.cd.clone(), id.clone(), String::new()));
         }
-        let created = self.cd.create_task(&id, mounts, &fifos.stdio(tty)).await;
+        let mut created = self
+            .cd
+            .create_task(&id, mounts.clone(), &fifos.stdio(tty))
+            .await;
+        if matches!(&created, Err(e) if e.kind() == crate::error::Kind::AlreadyExists) {
+            // A stale task from an earlier run (e.g. a daemon crash).
+            let _ = self.cd.delete_task(&id).await;
+            created = self.cd.create_task(&id, mounts, &fifos.stdio(tty)).await;
+        }
         // Placeholder writers stay until Start: a shim may open its ends only then (execs).
         let holders = opened.holders;
         if let Err(e) = created {
@@ -197,13 +235,21 @@ impl Daemon {
         c.gen.send_modify(|g| g.running = true);
         self.emit_container(c, "start");
         self.spawn_monitor(c.clone());
+        self.start_health_monitor(c, true);
         tracing::info!(container_id = %id, pid, "container started");
         Ok(())
     }
 
-    fn init_binary(&self) -> Option<std::path::PathBuf> {
-        let beside = std::env::current_exe().ok()?.parent()?.join("engine-init");
-        beside.is_file().then_some(beside)
+    /// Deletes a lease in the background (a missing one is fine).
+    fn spawn_delete_lease(&self, lease: String) {
+        let cd = self.cd.clone();
+        tokio::spawn(async move {
+            if let Err(e) = cd.delete_lease(&lease).await {
+                if e.kind() != crate::error::Kind::NotFound {
+                    tracing::warn!(lease, error = %e, "delete lease");
+                }
+            }
+        });
     }
 
     /// hostname, hosts and resolv.conf in the container dir (bind-mounted by the spec).
@@ -231,7 +277,7 @@ impl Daemon {
         w("resolv.conf", resolv)
     }
 
-    fn spawn_monitor(self: &Arc<Self>, c: Arc<Ctr>) {
+    pub(super) fn spawn_monitor(self: &Arc<Self>, c: Arc<Ctr>) {
         let d = self.clone();
         tokio::spawn(async move { d.monitor(c).await });
     }
@@ -258,7 +304,9 @@ impl Daemon {
         self.handle_exit(&c, code).await;
     }
 
-    async fn handle_exit(self: &Arc<Self>, c: &Arc<Ctr>, code: i64) {
+    pub(super) async fn handle_exit(self: &Arc<Self>, c: &Arc<Ctr>, code: i64) {
+        // Read before Tasks.Delete: the runtime removes the cgroup on delete.
+        let oom = self.oom_killed(&c.id, code);
         // As dockerd: delete the task (the shim closes its FIFO ends), then drain the copiers.
         if let Err(e) = self.cd.delete_task(&c.id).await {
             tracing::warn!(container_id = %c.id, error = %e, "delete task");
@@ -273,7 +321,6 @@ impl Daemon {
         }
         c.hub.close();
         c.hub.close_stdin().await;
-        let oom = self.oom_killed(&c.id, code);
         Fifos::new(&self.fifo_dir(&c.id), "init", true, false).remove();
         c.update(|r| {
             r.state.running = false;
@@ -284,8 +331,12 @@ impl Daemon {
             r.state.oom_killed = oom;
             r.state.finished_at = types::now_rfc3339();
         });
-        if let Err(e) = self.save(c) {
-            tracing::warn!(container_id = %c.id, error = %e, "save state");
+        let auto_remove = c.update(|r| r.host_config.auto_remove);
+        // An auto-removed container's record is deleted next: saved only if that fails.
+        if !auto_remove {
+            if let Err(e) = self.save(c) {
+                tracing::warn!(container_id = %c.id, error = %e, "save state");
+            }
         }
         if oom {
             self.emit_container(c, "oom");
@@ -300,13 +351,14 @@ impl Daemon {
         });
         tracing::info!(container_id = %c.id, exit_code = code, "container exited");
         let rec = c.record();
-        if rec.host_config.auto_remove {
-            if let Err(e) = self.remove(c, true, false).await {
+        if auto_remove {
+            if let Err(e) = self.remove_stopped(c, true).await {
                 tracing::warn!(container_id = %c.id, error = %e, "auto-remove");
+                let _ = self.save(c);
             }
             return;
         }
-        if self.should_restart(&rec, code) {
+        if !self.is_shutting_down() && self.should_restart(&rec, code) {
             let d = self.clone();
             let c = c.clone();
             tokio::spawn(async move { d.restart_after_exit(c).await });
@@ -328,41 +380,6 @@ impl Daemon {
                     .any(|l| l.starts_with("oom_kill ") && l.trim_end() != "oom_kill 0")
             })
             .unwrap_or(false)
-    }
-
-    fn should_restart(&self, rec: &types::ContainerRecord, code: i64) -> bool {
-        if rec.manually_stopped {
-            return false;
-        }
-        let p = &rec.host_config.restart_policy;
-        match p.name.as_str() {
-            "always" | "unless-stopped" => true,
-            "on-failure" => {
-                code != 0
-                    && (p.maximum_retry_count == 0 || rec.restart_count < p.maximum_retry_count)
-            }
-            _ => false,
-        }
-    }
-
-    async fn restart_after_exit(self: Arc<Self>, c: Arc<Ctr>) {
-        let count = c.update(|r| r.restart_count);
-        let delay = Duration::from_millis(100u64.saturating_mul(1 << count.clamp(0, 10)));
-        c.update(|r| {
-            r.state.restarting = true;
-            r.state.status = "restarting".into();
-        });
-        tokio::time::sleep(delay.min(Duration::from_secs(60))).await;
-        if c.update(|r| r.manually_stopped || !r.state.restarting) {
-            return;
-        }
-        c.update(|r| {
-            r.restart_count += 1;
-            r.state.restarting = false;
-        });
-        if let Err(e) = self.start(&c).await {
-            tracing::warn!(container_id = %c.id, error = %e, "restart policy start");
-        }
     }
 
     /// Sends a signal to the init process.
@@ -397,10 +414,25 @@ impl Daemon {
     /// `POST /containers/{id}/stop`: the stop signal, then SIGKILL after the timeout.
     /// `Ok(false)` when it was not running (304).
     pub async fn stop(&self, c: &Ctr, timeout: Option<i64>, signal: Option<&str>) -> Result<bool> {
+        self.stop_with(c, timeout, signal, true).await
+    }
+
+    /// Stop; `manual` = a user's stop (restart policies then leave the container alone), as
+    /// opposed to the daemon's own stop at shutdown.
+    pub(super) async fn stop_with(
+        &self,
+        c: &Ctr,
+        timeout: Option<i64>,
+        signal: Option<&str>,
+        manual: bool,
+    ) -> Result<bool> {
         let _op = c.op.lock().await;
         c.update(|r| {
-            r.manually_stopped = true;
-            r.state.restarting = false;
+            r.manually_stopped |= manual;
+            if r.state.restarting {
+                r.state.restarting = false;
+                r.state.status = "exited".into();
+            }
         });
         if !c.is_running() {
             let _ = self.save(c);
@@ -478,16 +510,34 @@ impl Daemon {
                 .await?;
             self.wait_exit(c, before, Duration::from_secs(30)).await;
         }
+        self.remove_stopped(c, false).await
+    }
+
+    /// Removes a container that is not running; `task_deleted` when the exit handler has
+    /// just deleted its task.
+    async fn remove_stopped(&self, c: &Arc<Ctr>, task_deleted: bool) -> Result<()> {
         let _op = c.op.lock().await;
         if c.gen.borrow().removed {
             return Ok(());
         }
-        c.update(|r| r.state.status = "removing".into());
-        let _ = self.cd.delete_task(&c.id).await;
-        self.cd.delete_container(&c.id).await?;
-        self.cd
-            .remove_snapshot(&self.config.snapshotter, &c.id)
-            .await?;
+        let started = c.update(|r| {
+            r.state.status = "removing".into();
+            r.has_been_started
+        });
+        if !task_deleted {
+            let _ = self.cd.delete_task(&c.id).await;
+        }
+        if !started {
+            // A snapshot `docker cp` prepared before any start.
+            self.spawn_delete_lease(super::archive::early_lease(&c.id));
+        }
+        // The snapshot is only referenced by the container record: both go at once.
+        let (deleted, removed) = tokio::join!(
+            self.cd.delete_container(&c.id),
+            self.cd.remove_snapshot(&self.config.snapshotter, &c.id)
+        );
+        deleted?;
+        removed?;
         let _ = std::fs::remove_dir_all(self.container_dir(&c.id));
         let _ = std::fs::remove_dir_all(self.fifo_dir(&c.id));
         self.store.delete(&c.id)?;
@@ -535,69 +585,6 @@ impl Daemon {
         });
         self.save(c)?;
         self.emit_container(c, if pause { "pause" } else { "unpause" });
-        Ok(())
-    }
-
-    /// After a daemon restart: re-attach to a running task or record its exit.
-    pub(super) async fn restore_one(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<()> {
-        let rec = c.record();
-        if !rec.state.running && !rec.state.restarting {
-            let policy = rec.host_config.restart_policy.name.as_str();
-            let restart =
-                policy == "always" || (policy == "unless-stopped" && !rec.manually_stopped);
-            if restart && rec.has_been_started {
-                self.start(c).await?;
-            }
-            return Ok(());
-        }
-        match self.cd.get_task(&c.id).await? {
-            Some(t)
-                if matches!(
-                    t.status,
-                    TaskStatus::Running | TaskStatus::Paused | TaskStatus::Pausing
-                ) =>
-            {
-                let fifos = Fifos::new(
-                    &self.fifo_dir(&c.id),
-                    "init",
-                    rec.config.open_stdin,
-                    rec.config.tty,
-                );
-                match fifos.open(false) {
-                    Ok(opened) => {
-                        *c.hub.stdin.lock().await = opened.stdin;
-                        if let Ok(mut p) = c.hub.process.lock() {
-                            *p = Some((self.cd.clone(), c.id.clone(), String::new()));
-                        }
-                        let log = Arc::new(JsonLog::open(&self.log_path(&c.id)));
-                        let handles: Vec<_> = opened
-                            .readers
-                            .into_iter()
-                            .map(|(s, rx)| spawn_copier(s, rx, c.hub.clone(), log.clone()))
-                            .collect();
-                        if let Ok(mut h) = c.copiers.lock() {
-                            *h = handles;
-                        }
-                    }
-                    Err(e) => tracing::warn!(container_id = %c.id, error = %e, "reopen fifos"),
-                }
-                c.update(|r| {
-                    r.state.pid = t.pid as i64;
-                    r.state.paused = t.status != TaskStatus::Running;
-                    r.state.status = if r.state.paused {
-                        "paused".into()
-                    } else {
-                        "running".into()
-                    };
-                });
-                self.save(c)?;
-                c.gen.send_modify(|g| g.running = true);
-                self.spawn_monitor(c.clone());
-                tracing::info!(container_id = %c.id, pid = t.pid, "container found running again");
-            }
-            Some(t) => self.handle_exit(c, t.exit_status as i64).await,
-            None => self.handle_exit(c, 255).await,
-        }
         Ok(())
     }
 }

@@ -68,7 +68,7 @@ fn render(e: &Entry, o: &LogOptions, tty: bool) -> Option<Bytes> {
     if (e.stream == STDOUT && !o.stdout) || (e.stream == STDERR && !o.stderr) {
         return None;
     }
-    if o.since.is_some_and(|s| e.nanos <= s) || o.until.is_some_and(|u| e.nanos > u) {
+    if o.since.is_some_and(|s| e.nanos < s) || o.until.is_some_and(|u| e.nanos > u) {
         return None;
     }
     let mut payload = Vec::new();

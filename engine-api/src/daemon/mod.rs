@@ -1,11 +1,16 @@
 //! The Docker object model over containerd: `Daemon` owns the container table, the store, the
 //! image service and the event bus. HTTP handlers are thin over its methods.
+mod archive;
 mod container;
 pub mod events;
 mod exec;
+pub mod fsview;
+pub mod health;
 mod lifecycle;
 pub mod logs;
+mod restart;
 pub mod stdio;
+mod update;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -13,6 +18,7 @@ use std::sync::{Arc, RwLock};
 
 pub use container::{Ctr, Gen};
 pub use exec::{ExecConfig, ExecInfo};
+pub use update::UpdateConfig;
 
 use crate::config::Config;
 use crate::containerd::Containerd;
@@ -32,6 +38,10 @@ pub struct Daemon {
     /// Serializes name reservations.
     names: tokio::sync::Mutex<()>,
     pub started: std::time::Instant,
+    /// Set once shutdown begins: no restart policy fires after that.
+    shutting_down: std::sync::atomic::AtomicBool,
+    /// The init bind-mounted for `--init` (None when it could not be installed).
+    pub init_binary: Option<PathBuf>,
 }
 
 impl Daemon {
@@ -42,6 +52,12 @@ impl Daemon {
         std::fs::create_dir_all(config.exec_root.join("containerd"))
             .map_err(|e| ApiError::io("create exec root", e))?;
         let store = Store::open(&config.data_root.join("engine.redb"))?;
+        let init_binary = match &config.init_path {
+            Some(p) => Some(p.clone()),
+            None => crate::initbin::install(&config.exec_root)
+                .map_err(|e| tracing::warn!(error = %e, "install engine-init"))
+                .ok(),
+        };
         let mut map = HashMap::new();
         for rec in store.all()? {
             map.insert(rec.id.clone(), Arc::new(Ctr::new(rec)));
@@ -55,6 +71,8 @@ impl Daemon {
             execs: RwLock::new(HashMap::new()),
             names: tokio::sync::Mutex::new(()),
             started: std::time::Instant::now(),
+            init_binary,
+            shutting_down: std::sync::atomic::AtomicBool::new(false),
             config,
         }))
     }

@@ -19,6 +19,8 @@ pub struct Env {
     engine: Option<Child>,
     pub image_id: String,
     pub diff_id: String,
+    /// Start engine-api with `--live-restore` (containers survive its restarts).
+    pub live_restore: bool,
 }
 
 fn random_suffix() -> String {
@@ -56,6 +58,7 @@ impl Env {
             engine: None,
             image_id: image.image_id.clone(),
             diff_id: image.diff_id.clone(),
+            live_restore: false,
         };
         e.start_containerd();
         e.start_engine();
@@ -125,6 +128,7 @@ impl Env {
             .arg("--default-runtime")
             .arg("runc")
             .arg("-D")
+            .args(self.live_restore.then_some("--live-restore"))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)

@@ -80,12 +80,12 @@ pub struct Stdio {
 /// A containerd connection (cheap to clone).
 #[derive(Clone)]
 pub struct Containerd {
-    channel: Channel,
+    pub(crate) channel: Channel,
     namespace: String,
     pub address: PathBuf,
 }
 
-fn status_ctx(what: &'static str) -> impl Fn(Status) -> crate::error::ApiError {
+pub(crate) fn status_ctx(what: &'static str) -> impl Fn(Status) -> crate::error::ApiError {
     move |s| {
         tracing::debug!(call = what, code = ?s.code(), message = s.message(), "containerd call failed");
         crate::error::ApiError::from(s)
@@ -116,7 +116,7 @@ impl Containerd {
         })
     }
 
-    fn req<T>(&self, msg: T) -> Request<T> {
+    pub(crate) fn req<T>(&self, msg: T) -> Request<T> {
         let mut r = Request::new(msg);
         if let Ok(v) = self.namespace.parse() {
             r.metadata_mut().insert("containerd-namespace", v);
@@ -124,7 +124,7 @@ impl Containerd {
         r
     }
 
-    fn leased<T>(&self, msg: T, lease: &str) -> Request<T> {
+    pub(crate) fn leased<T>(&self, msg: T, lease: &str) -> Request<T> {
         let mut r = self.req(msg);
         if let Ok(v) = lease.parse() {
             r.metadata_mut().insert("containerd-lease", v);

@@ -44,6 +44,8 @@ pub struct Options {
     pub containerd_args: Vec<String>,
     /// Do not load the busybox image.
     pub no_image: bool,
+    /// Extra flags for engine-api (e.g. `--add-runtime runc=/usr/sbin/runc`).
+    pub engine_args: Vec<String>,
 }
 
 /// A private engine-api + containerd-rs pair.
@@ -314,6 +316,10 @@ impl Stack {
             self.cgroup_parent(),
             "-D".to_string(),
         ];
+        let args: Vec<String> = args
+            .into_iter()
+            .chain(self.options.engine_args.iter().cloned())
+            .collect();
         let child = self.daemon(&self.bin("engine-api"), &args, "engine.log");
         self.engine = Some(child);
         let sock = self.engine_sock();

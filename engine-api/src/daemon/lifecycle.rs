@@ -488,6 +488,7 @@ impl Daemon {
         self.cd
             .remove_snapshot(&self.config.snapshotter, &c.id)
             .await?;
+        self.images.container_removed(&c.record().image).await;
         let _ = std::fs::remove_dir_all(self.container_dir(&c.id));
         let _ = std::fs::remove_dir_all(self.fifo_dir(&c.id));
         self.store.delete(&c.id)?;

@@ -1,5 +1,6 @@
 //! The Docker object model over containerd: `Daemon` owns the container table, the store, the
 //! image service and the event bus. HTTP handlers are thin over its methods.
+mod commit;
 mod container;
 pub mod events;
 mod exec;
@@ -11,6 +12,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+pub use commit::CommitRequest;
 pub use container::{Ctr, Gen};
 pub use exec::{ExecConfig, ExecInfo};
 

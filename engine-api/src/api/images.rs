@@ -36,21 +36,54 @@ fn summary(i: &Image, containers: i64) -> Value {
 pub(super) async fn list(State(d): State<Arc<Daemon>>, Query(q): Q) -> Result<Json<Vec<Value>>> {
     let filters =
         events::parse_filters(q.get("filters").map(String::as_str)).map_err(ApiError::invalid)?;
+    for k in filters.keys() {
+        if !matches!(
+            k.as_str(),
+            "dangling" | "reference" | "label" | "before" | "since" | "until"
+        ) {
+            return Err(ApiError::invalid(format!("invalid filter '{k}'")));
+        }
+    }
+    let images = d.images.list().await?;
+    // before=/since= name an image; the others are compared with its creation time.
+    let mut bounds = Vec::new();
+    for (k, vals) in &filters {
+        if k == "before" || k == "since" {
+            for v in vals {
+                let i = d.images.get(v).await?;
+                bounds.push((k.as_str() == "before", i.meta.created_unix()));
+            }
+        }
+    }
+    let until = match filters.get("until").and_then(|v| v.first()) {
+        Some(u) => Some(
+            crate::daemon::logs::parse_timestamp(u)
+                .map(|n| (n / 1_000_000_000) as i64)
+                .ok_or_else(|| ApiError::invalid(format!("invalid until filter: {u}")))?,
+        ),
+        None => None,
+    };
     let mut out = Vec::new();
-    for i in d.images.list().await? {
+    for mut i in images {
         if let Some(dang) = filters.get("dangling").and_then(|v| v.first()) {
-            let is_dangling = i.names.is_empty();
-            if (dang == "true" || dang == "1") != is_dangling {
+            let want = match dang.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "invalid filter 'dangling={other}'"
+                    )))
+                }
+            };
+            if want != i.names.is_empty() {
                 continue;
             }
         }
         if let Some(refs) = filters.get("reference").filter(|r| !r.is_empty()) {
-            let ok = i.names.iter().any(|n| {
-                let fam = reference::familiar(n);
-                refs.iter()
-                    .any(|r| glob(r, &fam) || glob(r, fam.split(':').next().unwrap_or_default()))
-            });
-            if !ok {
+            // As dockerd: only the matching names are listed.
+            i.names
+                .retain(|n| refs.iter().any(|r| reference_match(r, n)));
+            if i.names.is_empty() {
                 continue;
             }
         }
@@ -64,21 +97,54 @@ pub(super) async fn list(State(d): State<Arc<Daemon>>, Query(q): Q) -> Result<Js
                 continue;
             }
         }
+        let created = i.meta.created_unix();
+        if bounds.iter().any(|(before, t)| {
+            if *before {
+                created >= *t
+            } else {
+                created <= *t
+            }
+        }) {
+            continue;
+        }
+        if until.is_some_and(|u| created > u) {
+            continue;
+        }
         out.push(summary(&i, -1));
     }
     Ok(Json(out))
 }
 
-/// Shell-style `*` matching for `reference=` filters.
-fn glob(pattern: &str, s: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == s,
-        Some((pre, rest)) => {
-            if !s.starts_with(pre) {
-                return false;
+/// dockerd's `reference=` match: the familiar name with its tag, or without it, against a
+/// `path.Match` pattern.
+fn reference_match(pattern: &str, full: &str) -> bool {
+    let fam = reference::familiar(full);
+    let (repo, _) = reference::split_repo_tag(&fam);
+    path_match(pattern.as_bytes(), fam.as_bytes())
+        || path_match(pattern.as_bytes(), repo.as_bytes())
+}
+
+/// Go's `path.Match` for `*` and `?` (neither matches `/`).
+fn path_match(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => {
+            let mut i = 0;
+            loop {
+                if path_match(rest, &s[i..]) {
+                    return true;
+                }
+                if i == s.len() || s[i] == b'/' {
+                    return false;
+                }
+                i += 1;
             }
-            let tail = &s[pre.len()..];
-            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob(rest, &tail[i..]))
+        }
+        Some((b'?', rest)) => {
+            matches!(s.split_first(), Some((c, tail)) if *c != b'/' && path_match(rest, tail))
+        }
+        Some((c, rest)) => {
+            matches!(s.split_first(), Some((x, tail)) if x == c && path_match(rest, tail))
         }
     }
 }
@@ -514,4 +580,22 @@ async fn remove(d: &Daemon, name: &str, force: bool) -> Result<Response> {
         }
     }
     Ok(Json(out).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_filters_match_like_dockerd() {
+        let m = |p, n| reference_match(p, n);
+        assert!(m("busybox", "docker.io/library/busybox:latest"));
+        assert!(m("busybox:latest", "docker.io/library/busybox:latest"));
+        assert!(m("busy*", "docker.io/library/busybox:latest"));
+        assert!(!m("busybox:1", "docker.io/library/busybox:latest"));
+        assert!(m("localhost:5000/*/*", "localhost:5000/team/app:1.0"));
+        assert!(!m("localhost:5000/*", "localhost:5000/team/app:1.0"));
+        assert!(m("*/app", "docker.io/team/app:1"));
+        assert!(m("b?sybox", "docker.io/library/busybox:latest"));
+    }
 }

@@ -186,29 +186,31 @@ impl Containerd {
     ) -> R<()> {
         let total = data.len() as i64;
         let reference = format!("engine-api-{digest}");
-        let mut msgs = Vec::new();
-        let mut offset = 0usize;
-        while offset < data.len() {
-            let end = (offset + CHUNK).min(data.len());
-            msgs.push(content::WriteContentRequest {
+        // Messages are made as the stream is polled: one chunk copied at a time.
+        let chunks = data.len().div_ceil(CHUNK);
+        let expected = digest.to_string();
+        let msgs = (0..=chunks).map(move |i| {
+            if i == chunks {
+                return content::WriteContentRequest {
+                    action: COMMIT,
+                    r#ref: reference.clone(),
+                    total,
+                    expected: expected.clone(),
+                    offset: total,
+                    data: Vec::new(),
+                    labels: labels.clone(),
+                };
+            }
+            let (start, end) = (i * CHUNK, ((i + 1) * CHUNK).min(data.len()));
+            content::WriteContentRequest {
                 action: WRITE,
                 r#ref: reference.clone(),
                 total,
-                expected: digest.to_string(),
-                offset: offset as i64,
-                data: data.slice(offset..end).to_vec(),
+                expected: expected.clone(),
+                offset: start as i64,
+                data: data.slice(start..end).to_vec(),
                 labels: HashMap::new(),
-            });
-            offset = end;
-        }
-        msgs.push(content::WriteContentRequest {
-            action: COMMIT,
-            r#ref: reference,
-            total,
-            expected: digest.to_string(),
-            offset: total,
-            data: Vec::new(),
-            labels,
+            }
         });
         let mut c = content::content_client::ContentClient::new(self.channel.clone());
         let stream = tokio_stream::iter(msgs);

@@ -381,7 +381,7 @@ impl Images {
         for layer in meta.layers.iter().rev() {
             let data = self.cd.read_blob(&layer.digest).await.ok()?;
             let data = archive::decompress(data).ok()?;
-            let mut ar = tar::Archive::new(data.as_slice());
+            let mut ar = tar::Archive::new(data.as_ref());
             for entry in ar.entries().ok()?.flatten() {
                 let mut entry = entry;
                 let p = entry

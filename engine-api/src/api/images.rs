@@ -150,7 +150,7 @@ fn path_match(p: &[u8], s: &[u8]) -> bool {
 }
 
 pub(super) async fn load(State(d): State<Arc<Daemon>>, body: Bytes) -> Result<Response> {
-    let loaded = d.images.load(&body).await?;
+    let loaded = d.images.load(body).await?;
     let mut out = String::new();
     let mut line = |l: String| {
         // dockerd prints the "Loaded image" lines even with quiet=1 (quiet hides progress bars).
@@ -239,7 +239,7 @@ pub(super) async fn create(
     let changes = query_all(&uri, "changes");
     let id = d
         .images
-        .import(body.to_vec(), name.clone(), &message, &changes)
+        .import(body, name.clone(), &message, &changes)
         .await?;
     let shown = name
         .as_deref()
@@ -286,12 +286,19 @@ async fn save_names(d: &Daemon, names: &[String]) -> Result<Response> {
     let mut sel: Vec<(Image, Vec<String>)> = Vec::new();
     for n in names {
         let img = d.images.get(n).await?;
+        // By name: that name goes in the tar; by ID: no name (as dockerd).
         let tags = match reference::parse(n) {
             Ok(r) if img.names.contains(&r.full()) && !n.starts_with("sha256:") => vec![r.full()],
-            _ => img.names.clone(),
+            _ => Vec::new(),
         };
         match sel.iter_mut().find(|(i, _)| i.meta.id == img.meta.id) {
-            Some((_, t)) => t.extend(tags),
+            Some((_, t)) => {
+                for x in tags {
+                    if !t.contains(&x) {
+                        t.push(x);
+                    }
+                }
+            }
             None => sel.push((img, tags)),
         }
     }

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 
+use bytes::Bytes;
 use serde_json::{json, Value};
 
 use super::{sha256, Image, Images, MT_LAYER};
@@ -31,10 +32,12 @@ struct Entry {
     tags: Vec<String>,
 }
 
-pub(super) fn read_archive(tar_bytes: &[u8]) -> Result<HashMap<String, Vec<u8>>> {
+/// The regular files of a tar as slices of it (no copy; a sparse entry is read out), with
+/// links resolved to their targets' data.
+pub(super) fn read_archive(tar_bytes: &Bytes) -> Result<HashMap<String, Bytes>> {
     let mut files = HashMap::new();
     let mut links = Vec::new();
-    let mut ar = tar::Archive::new(tar_bytes);
+    let mut ar = tar::Archive::new(tar_bytes.as_ref());
     let entries = ar
         .entries()
         .map_err(|e| ApiError::invalid(format!("invalid tar: {e}")))?;
@@ -56,10 +59,18 @@ pub(super) fn read_archive(tar_bytes: &[u8]) -> Result<HashMap<String, Vec<u8>>>
         if !kind.is_file() {
             continue;
         }
-        let mut data = Vec::new();
-        entry
-            .read_to_end(&mut data)
-            .map_err(|e| ApiError::invalid(format!("invalid tar entry {path}: {e}")))?;
+        let start = entry.raw_file_position() as usize;
+        let size = entry.size() as usize;
+        let data = match tar_bytes.get(start..start + size) {
+            Some(_) if kind != tar::EntryType::GNUSparse => tar_bytes.slice(start..start + size),
+            _ => {
+                let mut data = Vec::new();
+                entry
+                    .read_to_end(&mut data)
+                    .map_err(|e| ApiError::invalid(format!("invalid tar entry {path}: {e}")))?;
+                Bytes::from(data)
+            }
+        };
         files.insert(path, data);
     }
     for (path, target, symlink) in links {
@@ -92,13 +103,15 @@ fn normalize(p: &str) -> String {
     parts.join("/")
 }
 
-pub(super) fn decompress(data: Vec<u8>) -> Result<Vec<u8>> {
+/// A layer's plain tar: gzip is inflated, a plain tar is returned as it is.
+pub(super) fn decompress(data: impl Into<Bytes>) -> Result<Bytes> {
+    let data: Bytes = data.into();
     if data.starts_with(&[0x1f, 0x8b]) {
         let mut out = Vec::new();
-        flate2::read::GzDecoder::new(data.as_slice())
+        flate2::read::GzDecoder::new(data.as_ref())
             .read_to_end(&mut out)
             .map_err(|e| ApiError::invalid(format!("invalid gzip layer: {e}")))?;
-        Ok(out)
+        Ok(out.into())
     } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Err(ApiError::invalid(
             "zstd layers are not supported by docker load here",
@@ -113,7 +126,7 @@ fn blob_path(digest: &str) -> String {
 }
 
 /// The entries of an OCI layout `index.json` (nested indexes followed; linux/amd64 chosen).
-fn oci_entries(files: &HashMap<String, Vec<u8>>) -> Result<Vec<Entry>> {
+fn oci_entries(files: &HashMap<String, Bytes>) -> Result<Vec<Entry>> {
     let index = files
         .get("index.json")
         .ok_or_else(|| ApiError::invalid("invalid tar: no manifest.json and no index.json"))?;
@@ -226,8 +239,8 @@ fn add_dir(b: &mut tar::Builder<Vec<u8>>, path: &str) -> Result<()> {
 
 impl Images {
     /// Loads a `docker save` tar (or an OCI layout tar).
-    pub async fn load(&self, tar_bytes: &[u8]) -> Result<Vec<Loaded>> {
-        let files = read_archive(tar_bytes)?;
+    pub async fn load(&self, tar_bytes: Bytes) -> Result<Vec<Loaded>> {
+        let files = read_archive(&tar_bytes)?;
         let entries = match files.get("manifest.json") {
             Some(m) => docker_entries(m)?,
             None => oci_entries(&files)?,
@@ -255,7 +268,7 @@ impl Images {
 
     async fn load_entry(
         &self,
-        files: &HashMap<String, Vec<u8>>,
+        files: &HashMap<String, Bytes>,
         entry: &Entry,
         lease: &str,
     ) -> Result<Loaded> {
@@ -291,7 +304,7 @@ impl Images {
         for (digest, data) in layers {
             let size = data.len() as i64;
             self.cd
-                .write_blob(lease, &digest, data.into(), HashMap::new())
+                .write_blob(lease, &digest, data, HashMap::new())
                 .await?;
             descs.push(Descriptor {
                 media_type: MT_LAYER.to_string(),
@@ -302,7 +315,7 @@ impl Images {
         }
         let id = sha256(config_bytes);
         let target = self
-            .store_image(lease, config_bytes.clone(), &descs)
+            .store_image(lease, config_bytes.to_vec(), &descs)
             .await?;
         let names = self.name_image(&target, &entry.tags).await?;
         Ok(Loaded { id, names })
@@ -411,7 +424,7 @@ mod tests {
             ("c.json", b"{}"),
             ("l1/layer.tar", b"x"),
         ]);
-        let files = read_archive(&t).expect("read");
+        let files = read_archive(&Bytes::from(t)).expect("read");
         let e = docker_entries(&files["manifest.json"]).expect("entries");
         assert_eq!(e[0].config, "c.json");
         assert_eq!(e[0].layers, vec!["l1/layer.tar"]);
@@ -423,7 +436,7 @@ mod tests {
             r#"{{"manifests":[{{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{md}","annotations":{{"{ANN_NAME}":"docker.io/library/x:1"}}}}]}}"#
         );
         let t = tar_of(&[("index.json", idx.as_bytes()), (&blob_path(&md), m)]);
-        let e = oci_entries(&read_archive(&t).expect("read")).expect("entries");
+        let e = oci_entries(&read_archive(&Bytes::from(t)).expect("read")).expect("entries");
         assert_eq!(e[0].config, "blobs/sha256/cc");
         assert_eq!(e[0].layers, vec!["blobs/sha256/11"]);
         assert_eq!(e[0].tags, vec!["docker.io/library/x:1"]);

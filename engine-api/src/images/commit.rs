@@ -255,13 +255,13 @@ impl Images {
     /// `docker import`: a filesystem tar (plain or gzip) becomes a one-layer image.
     pub async fn import(
         &self,
-        data: Vec<u8>,
+        data: bytes::Bytes,
         name: Option<String>,
         message: &str,
         changes: &[String],
     ) -> Result<String> {
         let data = decompress(data)?;
-        let mut ar = tar::Archive::new(data.as_slice());
+        let mut ar = tar::Archive::new(data.as_ref());
         let entries = ar
             .entries()
             .map_err(|e| ApiError::invalid(format!("invalid tar: {e}")))?;
@@ -293,7 +293,7 @@ impl Images {
         let lease = self.cd.create_lease().await?;
         let r = async {
             self.cd
-                .write_blob(&lease, &diff_id, data.into(), HashMap::new())
+                .write_blob(&lease, &diff_id, data, HashMap::new())
                 .await?;
             let target = self.store_image(&lease, bytes, &[layer]).await?;
             let names: Vec<String> = name.into_iter().collect();

@@ -32,8 +32,12 @@ pub struct Cli {
     /// Extra OCI runtime, `name=path` (repeatable).
     #[arg(long = "add-runtime")]
     pub add_runtime: Vec<String>,
-    #[arg(long, default_value = "runc-rs")]
-    pub default_runtime: String,
+    /// Runtime used when a container names none (default runc-rs, or daemon.json's).
+    #[arg(long)]
+    pub default_runtime: Option<String>,
+    /// daemon.json (runtimes, default-runtime); default /etc/engine-api/daemon.json if present.
+    #[arg(long)]
+    pub config_file: Option<PathBuf>,
     #[arg(long)]
     pub pidfile: Option<PathBuf>,
     /// Snapshotter used for images and containers.
@@ -79,6 +83,10 @@ pub enum ConfigError {
     DefaultRuntime(String),
     #[error("invalid -H {0:?}: expected unix://<path> or tcp://<host:port>")]
     Host(String),
+    #[error(transparent)]
+    File(#[from] crate::daemon_json::DaemonJsonError),
+    #[error("runtime {0:?} is configured both by --add-runtime and in the config file")]
+    RuntimeConflict(String),
 }
 
 impl Cli {
@@ -94,8 +102,29 @@ impl Cli {
                 _ => return Err(ConfigError::Runtime(r.clone())),
             }
         }
-        if !runtimes.contains_key(&self.default_runtime) {
-            return Err(ConfigError::DefaultRuntime(self.default_runtime));
+        let file = match &self.config_file {
+            Some(p) => crate::daemon_json::DaemonJson::read(p, true)?,
+            None => crate::daemon_json::DaemonJson::read(
+                std::path::Path::new(crate::daemon_json::DEFAULT_PATH),
+                false,
+            )?,
+        };
+        for (name, r) in &file.runtimes {
+            if self
+                .add_runtime
+                .iter()
+                .any(|a| a.split_once('=').map(|x| x.0) == Some(name))
+            {
+                return Err(ConfigError::RuntimeConflict(name.clone()));
+            }
+            runtimes.insert(name.clone(), r.path.clone());
+        }
+        let default_runtime = self
+            .default_runtime
+            .or(file.default_runtime)
+            .unwrap_or_else(|| "runc-rs".to_string());
+        if !runtimes.contains_key(&default_runtime) {
+            return Err(ConfigError::DefaultRuntime(default_runtime));
         }
         let hosts = if self.hosts.is_empty() {
             vec!["unix:///run/engine-api.sock".to_string()]
@@ -116,7 +145,7 @@ impl Cli {
             namespace: self.containerd_namespace,
             cgroup_parent: self.cgroup_parent.trim_matches('/').to_string(),
             runtimes,
-            default_runtime: self.default_runtime,
+            default_runtime,
             pidfile: self.pidfile,
             snapshotter: self.snapshotter,
             debug: self.debug,

@@ -80,12 +80,12 @@ pub struct Stdio {
 /// A containerd connection (cheap to clone).
 #[derive(Clone)]
 pub struct Containerd {
-    channel: Channel,
+    pub(crate) channel: Channel,
     namespace: String,
     pub address: PathBuf,
 }
 
-fn status_ctx(what: &'static str) -> impl Fn(Status) -> crate::error::ApiError {
+pub(crate) fn status_ctx(what: &'static str) -> impl Fn(Status) -> crate::error::ApiError {
     move |s| {
         tracing::debug!(call = what, code = ?s.code(), message = s.message(), "containerd call failed");
         crate::error::ApiError::from(s)
@@ -116,7 +116,7 @@ impl Containerd {
         })
     }
 
-    fn req<T>(&self, msg: T) -> Request<T> {
+    pub(crate) fn req<T>(&self, msg: T) -> Request<T> {
         let mut r = Request::new(msg);
         if let Ok(v) = self.namespace.parse() {
             r.metadata_mut().insert("containerd-namespace", v);
@@ -124,7 +124,7 @@ impl Containerd {
         r
     }
 
-    fn leased<T>(&self, msg: T, lease: &str) -> Request<T> {
+    pub(crate) fn leased<T>(&self, msg: T, lease: &str) -> Request<T> {
         let mut r = self.req(msg);
         if let Ok(v) = lease.parse() {
             r.metadata_mut().insert("containerd-lease", v);
@@ -202,29 +202,31 @@ impl Containerd {
     ) -> R<()> {
         let total = data.len() as i64;
         let reference = format!("engine-api-{digest}");
-        let mut msgs = Vec::new();
-        let mut offset = 0usize;
-        while offset < data.len() {
-            let end = (offset + CHUNK).min(data.len());
-            msgs.push(content::WriteContentRequest {
+        // Messages are made as the stream is polled: one chunk copied at a time.
+        let chunks = data.len().div_ceil(CHUNK);
+        let expected = digest.to_string();
+        let msgs = (0..=chunks).map(move |i| {
+            if i == chunks {
+                return content::WriteContentRequest {
+                    action: COMMIT,
+                    r#ref: reference.clone(),
+                    total,
+                    expected: expected.clone(),
+                    offset: total,
+                    data: Vec::new(),
+                    labels: labels.clone(),
+                };
+            }
+            let (start, end) = (i * CHUNK, ((i + 1) * CHUNK).min(data.len()));
+            content::WriteContentRequest {
                 action: WRITE,
                 r#ref: reference.clone(),
                 total,
-                expected: digest.to_string(),
-                offset: offset as i64,
-                data: data.slice(offset..end).to_vec(),
+                expected: expected.clone(),
+                offset: start as i64,
+                data: data.slice(start..end).to_vec(),
                 labels: HashMap::new(),
-            });
-            offset = end;
-        }
-        msgs.push(content::WriteContentRequest {
-            action: COMMIT,
-            r#ref: reference,
-            total,
-            expected: digest.to_string(),
-            offset: total,
-            data: Vec::new(),
-            labels,
+            }
         });
         let mut c = content::content_client::ContentClient::new(self.channel.clone());
         let stream = tokio_stream::iter(msgs);

@@ -1,5 +1,14 @@
-//! Images: `docker load` into the containerd content store + unpacking into snapshots, and the
-//! image views (list, inspect, lookup by name or ID).
+//! Images: the image service over containerd's content store, image records and snapshots.
+//! An image is a docker schema2 manifest whose config digest is Docker's image ID, named
+//! `docker.io/library/<name>:<tag>` (or `moby-dangling@<manifest digest>` when it has no name).
+//! Submodules: `archive` (docker load / save), `commit` (commit and import: a new layer on top
+//! of an image), `changes` (the Dockerfile instructions of `--change`).
+mod archive;
+mod changes;
+mod commit;
+
+pub use changes::apply_changes;
+pub use commit::CommitOptions;
 use std::collections::{BTreeMap, HashMap};
 use std::io::Read;
 use std::sync::Mutex;
@@ -63,7 +72,7 @@ pub struct Images {
     cache: Mutex<HashMap<String, ImageMeta>>,
 }
 
-fn sha256(data: &[u8]) -> String {
+pub(crate) fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(Sha256::digest(data)))
 }
 
@@ -80,84 +89,6 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
-/// The files of a `docker save` tar, symlinks resolved.
-fn read_archive(tar_bytes: &[u8]) -> Result<HashMap<String, Vec<u8>>> {
-    let mut files = HashMap::new();
-    let mut links = Vec::new();
-    let mut ar = tar::Archive::new(tar_bytes);
-    let entries = ar
-        .entries()
-        .map_err(|e| ApiError::invalid(format!("invalid tar: {e}")))?;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| ApiError::invalid(format!("invalid tar: {e}")))?;
-        let path = entry.path().map_err(|e| ApiError::invalid(e.to_string()))?;
-        let path = path.to_string_lossy().trim_start_matches("./").to_string();
-        let kind = entry.header().entry_type();
-        if kind.is_symlink() || kind.is_hard_link() {
-            if let Ok(Some(target)) = entry.link_name() {
-                links.push((
-                    path,
-                    target.to_string_lossy().into_owned(),
-                    kind.is_symlink(),
-                ));
-            }
-            continue;
-        }
-        if !kind.is_file() {
-            continue;
-        }
-        let mut data = Vec::new();
-        entry
-            .read_to_end(&mut data)
-            .map_err(|e| ApiError::invalid(format!("invalid tar entry {path}: {e}")))?;
-        files.insert(path, data);
-    }
-    for (path, target, symlink) in links {
-        let resolved = if symlink {
-            let base = std::path::Path::new(&path)
-                .parent()
-                .unwrap_or(std::path::Path::new(""));
-            normalize(&base.join(&target).to_string_lossy())
-        } else {
-            target.trim_start_matches("./").to_string()
-        };
-        if let Some(d) = files.get(&resolved).cloned() {
-            files.insert(path, d);
-        }
-    }
-    Ok(files)
-}
-
-fn normalize(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    parts.join("/")
-}
-
-fn decompress(data: Vec<u8>) -> Result<Vec<u8>> {
-    if data.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(data.as_slice())
-            .read_to_end(&mut out)
-            .map_err(|e| ApiError::invalid(format!("invalid gzip layer: {e}")))?;
-        Ok(out)
-    } else if data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-        Err(ApiError::invalid(
-            "zstd layers are not supported by docker load here",
-        ))
-    } else {
-        Ok(data)
-    }
-}
-
 impl Images {
     pub fn new(cd: Containerd, snapshotter: &str) -> Self {
         Images {
@@ -167,144 +98,90 @@ impl Images {
         }
     }
 
-    /// Loads a `docker save` tar; returns the progress lines (`Loaded image: busybox:latest`).
-    pub async fn load(&self, tar_bytes: &[u8]) -> Result<Vec<String>> {
-        let files = read_archive(tar_bytes)?;
-        let manifest = files.get("manifest.json").ok_or_else(|| {
-            ApiError::invalid(
-                "invalid tar: no manifest.json (only docker save format is supported)",
-            )
-        })?;
-        let entries: Vec<Value> = serde_json::from_slice(manifest)
-            .map_err(|e| ApiError::invalid(format!("invalid manifest.json: {e}")))?;
-        let lease = self.cd.create_lease().await?;
-        let result = self.load_entries(&files, &entries, &lease).await;
-        if let Err(e) = self.cd.delete_lease(&lease).await {
-            tracing::warn!(error = %e, lease, "delete lease");
+    /// Writes the config and manifest of an image whose layer blobs (uncompressed tars, digest =
+    /// diff ID) are already in the content store, unpacks the layers into snapshots and returns
+    /// the manifest descriptor (not yet named). Everything stays under `lease` until named.
+    async fn store_image(
+        &self,
+        lease: &str,
+        config_bytes: Vec<u8>,
+        layers: &[Descriptor],
+    ) -> Result<Descriptor> {
+        let config: Value = serde_json::from_slice(&config_bytes)
+            .map_err(|e| ApiError::invalid(format!("invalid image config: {e}")))?;
+        let diff_ids: Vec<String> = config["rootfs"]["diff_ids"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|v| v.as_str().map(str::to_string))
+            .collect();
+        if diff_ids.len() != layers.len() {
+            return Err(ApiError::invalid(
+                "the image config's diff_ids do not match its layers",
+            ));
         }
-        result
+        let config_digest = sha256(&config_bytes);
+        let chains = chain_ids(&diff_ids);
+        let mut cfg_labels = HashMap::new();
+        if let Some(top) = chains.last() {
+            cfg_labels.insert(
+                format!("containerd.io/gc.ref.snapshot.{}", self.snapshotter),
+                top.clone(),
+            );
+        }
+        let config_size = config_bytes.len();
+        self.cd
+            .write_blob(lease, &config_digest, config_bytes.into(), HashMap::new())
+            .await?;
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": MT_MANIFEST,
+            "config": {"mediaType": MT_CONFIG, "size": config_size, "digest": config_digest},
+            "layers": layers.iter().map(|d| json!({"mediaType": d.media_type, "size": d.size, "digest": d.digest})).collect::<Vec<_>>(),
+        });
+        let manifest_bytes =
+            serde_json::to_vec(&manifest).map_err(|e| ApiError::io("encode manifest", e))?;
+        let manifest_digest = sha256(&manifest_bytes);
+        let mut labels = HashMap::new();
+        labels.insert(
+            "containerd.io/gc.ref.content.config".to_string(),
+            config_digest.clone(),
+        );
+        for (i, d) in layers.iter().enumerate() {
+            labels.insert(
+                format!("containerd.io/gc.ref.content.l.{i}"),
+                d.digest.clone(),
+            );
+        }
+        let manifest_size = manifest_bytes.len() as i64;
+        self.cd
+            .write_blob(lease, &manifest_digest, manifest_bytes.into(), labels)
+            .await?;
+        self.unpack(lease, layers, &chains).await?;
+        // The snapshot reference goes on only once the snapshots exist.
+        self.cd.label_blob(&config_digest, cfg_labels).await?;
+        Ok(Descriptor {
+            media_type: MT_MANIFEST.to_string(),
+            digest: manifest_digest,
+            size: manifest_size,
+            ..Default::default()
+        })
     }
 
-    async fn load_entries(
-        &self,
-        files: &HashMap<String, Vec<u8>>,
-        entries: &[Value],
-        lease: &str,
-    ) -> Result<Vec<String>> {
+    /// Names a stored manifest: each of `names` (normalized), or a dangling record when
+    /// there is none. Returns the familiar names given.
+    async fn name_image(&self, target: &Descriptor, names: &[String]) -> Result<Vec<String>> {
         let mut out = Vec::new();
-        for entry in entries {
-            let cfg_path = entry["Config"]
-                .as_str()
-                .ok_or_else(|| ApiError::invalid("manifest.json: no Config"))?;
-            let config_bytes = files
-                .get(cfg_path)
-                .ok_or_else(|| ApiError::invalid(format!("invalid tar: missing {cfg_path}")))?;
-            let config: Value = serde_json::from_slice(config_bytes)
-                .map_err(|e| ApiError::invalid(format!("invalid image config: {e}")))?;
-            let config_digest = sha256(config_bytes);
-            let mut layers = Vec::new();
-            let mut diff_ids = Vec::new();
-            for l in entry["Layers"].as_array().into_iter().flatten() {
-                let p = l.as_str().unwrap_or_default();
-                let data = files
-                    .get(p)
-                    .cloned()
-                    .ok_or_else(|| ApiError::invalid(format!("invalid tar: missing layer {p}")))?;
-                let data = decompress(data)?;
-                let digest = sha256(&data);
-                diff_ids.push(digest.clone());
-                layers.push((digest, data));
-            }
-            let want: Vec<String> = config["rootfs"]["diff_ids"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            if want != diff_ids {
-                return Err(ApiError::invalid(
-                    "layer digests do not match the image config diff_ids",
-                ));
-            }
-            let mut layer_descs = Vec::new();
-            for (digest, data) in layers {
-                let size = data.len() as i64;
-                self.cd
-                    .write_blob(lease, &digest, data.into(), HashMap::new())
-                    .await?;
-                layer_descs.push(Descriptor {
-                    media_type: MT_LAYER.to_string(),
-                    digest,
-                    size,
-                    ..Default::default()
-                });
-            }
-            let chains = chain_ids(&diff_ids);
-            let mut cfg_labels = HashMap::new();
-            if let Some(top) = chains.last() {
-                cfg_labels.insert(
-                    format!("containerd.io/gc.ref.snapshot.{}", self.snapshotter),
-                    top.clone(),
-                );
-            }
+        if names.is_empty() {
             self.cd
-                .write_blob(
-                    lease,
-                    &config_digest,
-                    config_bytes.clone().into(),
-                    cfg_labels.clone(),
-                )
+                .put_image(&format!("{DANGLING}{}", target.digest), target.clone())
                 .await?;
-            let manifest = json!({
-                "schemaVersion": 2,
-                "mediaType": MT_MANIFEST,
-                "config": {"mediaType": MT_CONFIG, "size": config_bytes.len(), "digest": config_digest},
-                "layers": layer_descs.iter().map(|d| json!({"mediaType": d.media_type, "size": d.size, "digest": d.digest})).collect::<Vec<_>>(),
-            });
-            let manifest_bytes =
-                serde_json::to_vec(&manifest).map_err(|e| ApiError::io("encode manifest", e))?;
-            let manifest_digest = sha256(&manifest_bytes);
-            let mut labels = HashMap::new();
-            labels.insert(
-                "containerd.io/gc.ref.content.config".to_string(),
-                config_digest.clone(),
-            );
-            for (i, d) in layer_descs.iter().enumerate() {
-                labels.insert(
-                    format!("containerd.io/gc.ref.content.l.{i}"),
-                    d.digest.clone(),
-                );
-            }
-            let manifest_size = manifest_bytes.len() as i64;
-            self.cd
-                .write_blob(lease, &manifest_digest, manifest_bytes.into(), labels)
-                .await?;
-            self.unpack(lease, &layer_descs, &chains).await?;
-            self.cd.label_blob(&config_digest, cfg_labels).await?;
-            let target = Descriptor {
-                media_type: MT_MANIFEST.to_string(),
-                digest: manifest_digest.clone(),
-                size: manifest_size,
-                ..Default::default()
-            };
-            let tags: Vec<String> = entry["RepoTags"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .filter_map(|v| v.as_str().map(str::to_string))
-                .collect();
-            if tags.is_empty() {
-                self.cd
-                    .put_image(&format!("{DANGLING}{manifest_digest}"), target.clone())
-                    .await?;
-                out.push(format!("Loaded image ID: {config_digest}"));
-            }
-            for tag in tags {
-                let r = reference::parse(&tag).map_err(|e| ApiError::invalid(e.to_string()))?;
-                self.untag_dangling(&manifest_digest).await;
-                self.cd.put_image(&r.full(), target.clone()).await?;
-                out.push(format!("Loaded image: {}", reference::familiar(&r.full())));
-            }
+        }
+        for n in names {
+            let r = reference::parse(n).map_err(|e| ApiError::invalid(e.to_string()))?;
+            self.untag_dangling(&target.digest).await;
+            self.cd.put_image(&r.full(), target.clone()).await?;
+            out.push(reference::familiar(&r.full()));
         }
         Ok(out)
     }
@@ -468,24 +345,41 @@ impl Images {
         self.cd.delete_image(full).await
     }
 
-    /// Removes every name of an image (the content goes with containerd's GC).
+    /// Removes every name of an image, then runs containerd's garbage collector so that its
+    /// blobs and snapshots go unless another image or a container still uses them.
     pub async fn delete_all(&self, image: &Image) -> Result<()> {
         for n in &image.names {
-            self.cd.delete_image(n).await?;
+            match self.cd.delete_image(n).await {
+                Ok(()) => {}
+                // Already untagged by the caller.
+                Err(e) if e.kind() == errdefs::Kind::NotFound => {}
+                Err(e) => return Err(e),
+            }
         }
         let _ = self
             .cd
             .delete_image(&format!("{DANGLING}{}", image.meta.manifest.digest))
             .await;
-        Ok(())
+        self.cd.collect_garbage().await
+    }
+
+    /// After a container is removed: when its image is gone too, the layers it kept alive
+    /// (snapshot parents) can be collected now.
+    pub async fn container_removed(&self, image_id: &str) {
+        if self.get(image_id).await.is_ok() {
+            return;
+        }
+        if let Err(e) = self.cd.collect_garbage().await {
+            tracing::warn!(error = %e, image_id, "garbage collection after container removal");
+        }
     }
 
     /// Reads a file (e.g. `etc/passwd`) from the image's layers, topmost first.
     pub async fn read_file(&self, meta: &ImageMeta, path: &str) -> Option<String> {
         for layer in meta.layers.iter().rev() {
             let data = self.cd.read_blob(&layer.digest).await.ok()?;
-            let data = decompress(data).ok()?;
-            let mut ar = tar::Archive::new(data.as_slice());
+            let data = archive::decompress(data).ok()?;
+            let mut ar = tar::Archive::new(data.as_ref());
             for entry in ar.entries().ok()?.flatten() {
                 let mut entry = entry;
                 let p = entry
@@ -502,60 +396,6 @@ impl Images {
             }
         }
         None
-    }
-
-    /// The `docker save` tar of images (one layer blob per diff ID, manifest.json, repositories).
-    pub async fn save(&self, images: &[(Image, Vec<String>)]) -> Result<Vec<u8>> {
-        let mut b = tar::Builder::new(Vec::new());
-        let mut manifest = Vec::new();
-        let mut repos: BTreeMap<String, BTreeMap<String, String>> = BTreeMap::new();
-        let mut written = std::collections::HashSet::new();
-        let add = |b: &mut tar::Builder<Vec<u8>>, path: &str, data: &[u8]| -> Result<()> {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(data.len() as u64);
-            h.set_mode(0o644);
-            h.set_mtime(0);
-            h.set_cksum();
-            b.append_data(&mut h, path, data)
-                .map_err(|e| ApiError::io("write tar", e))
-        };
-        for (img, tags) in images {
-            let meta = &img.meta;
-            let cfg_hex = meta.id.trim_start_matches("sha256:");
-            let cfg = self.cd.read_blob(&meta.id).await?;
-            let cfg_path = format!("blobs/sha256/{cfg_hex}");
-            if written.insert(cfg_path.clone()) {
-                add(&mut b, &cfg_path, &cfg)?;
-            }
-            let mut layer_paths = Vec::new();
-            for l in &meta.layers {
-                let data = decompress(self.cd.read_blob(&l.digest).await?)?;
-                let p = format!(
-                    "blobs/sha256/{}",
-                    sha256(&data).trim_start_matches("sha256:")
-                );
-                if written.insert(p.clone()) {
-                    add(&mut b, &p, &data)?;
-                }
-                layer_paths.push(p);
-            }
-            let familiar: Vec<String> = tags.iter().map(|t| reference::familiar(t)).collect();
-            for t in &familiar {
-                let (repo, tag) = reference::split_repo_tag(t);
-                if let Some(last) = meta.diff_ids.last() {
-                    repos
-                        .entry(repo)
-                        .or_default()
-                        .insert(tag, last.trim_start_matches("sha256:").to_string());
-                }
-            }
-            manifest.push(json!({"Config": cfg_path, "RepoTags": familiar, "Layers": layer_paths}));
-        }
-        let m = serde_json::to_vec(&manifest).map_err(|e| ApiError::io("encode", e))?;
-        add(&mut b, "manifest.json", &m)?;
-        let r = serde_json::to_vec(&repos).map_err(|e| ApiError::io("encode", e))?;
-        add(&mut b, "repositories", &r)?;
-        b.into_inner().map_err(|e| ApiError::io("write tar", e))
     }
 }
 

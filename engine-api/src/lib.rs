@@ -7,7 +7,9 @@
 pub mod api;
 pub mod config;
 pub mod containerd;
+pub mod containerd_ext;
 pub mod daemon;
+pub mod daemon_json;
 pub mod error;
 pub mod images;
 pub mod initbin;

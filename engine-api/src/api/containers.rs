@@ -365,7 +365,11 @@ pub(super) async fn stats(
     Query(q): Q,
 ) -> Result<Response> {
     let c = d.get(&id)?;
-    let stream = q.get("stream").is_none_or(|v| v != "0" && v != "false");
+    // dockerd's BoolValueOrDefault: "False" (docker-py) is false too.
+    let stream = q
+        .get("stream")
+        .map(|v| v.trim().to_ascii_lowercase())
+        .is_none_or(|v| v.is_empty() || !matches!(v.as_str(), "0" | "no" | "false" | "none"));
     let one_shot = qbool(&q, "one-shot");
     let parent = d.config.cgroup_parent.clone();
     let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(4);

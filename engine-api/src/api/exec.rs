@@ -52,7 +52,10 @@ pub(super) async fn start(
         e.config.attach_stdout,
         e.config.attach_stderr && !e.config.tty,
     );
-    d.exec_start(&e).await?;
+    let starter = {
+        let (d, e) = (d.clone(), e.clone());
+        Box::pin(async move { d.exec_start(&e).await }) as futures::future::BoxFuture<'static, _>
+    };
     let mut done = e.done.subscribe();
     // The session ends with the output; keep the exec alive until then.
     tokio::spawn(async move {
@@ -67,6 +70,7 @@ pub(super) async fn start(
             tty: e.config.tty || b.tty,
             close_stdin_on_eof: true,
             preamble: Vec::new(),
+            start: Some(starter),
         },
     ))
 }

@@ -33,10 +33,15 @@ pub(super) struct Session {
     pub close_stdin_on_eof: bool,
     /// Bytes written before the live stream (attach `logs=1`).
     pub preamble: Vec<bytes::Bytes>,
+    /// Runs once the client has the `101` head (exec start: the process starts only then,
+    /// as with dockerd, so no output can arrive in the same read as the head; clients such as
+    /// docker-py read the socket past their HTTP parser's buffer). An error is written into
+    /// the stream.
+    pub start: Option<futures::future::BoxFuture<'static, Result<()>>>,
 }
 
 /// Upgrades the connection (or, without `Upgrade`, streams the output as a plain body).
-pub(super) fn hijack(mut req: Request, s: Session) -> Response {
+pub(super) fn hijack(mut req: Request, mut s: Session) -> Response {
     let wants_upgrade = req
         .headers()
         .get(header::UPGRADE)
@@ -64,6 +69,14 @@ pub(super) fn hijack(mut req: Request, s: Session) -> Response {
             res
         }
         _ => {
+            if let Some(start) = s.start.take() {
+                // No upgrade: the body is the stream; start first, reporting errors as a status.
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                tokio::spawn(async move {
+                    let _ = tx.send(start.await);
+                });
+                return plain_after(rx, s, ct);
+            }
             let tty = s.tty;
             let pre = futures::stream::iter(s.preamble.into_iter().map(Ok::<_, std::io::Error>));
             let live = futures::stream::unfold(s.output, move |rx| async move {
@@ -75,6 +88,33 @@ pub(super) fn hijack(mut req: Request, s: Session) -> Response {
             ([(header::CONTENT_TYPE, ct)], body).into_response()
         }
     }
+}
+
+/// The plain-body stream of a session whose start runs first (its error ends the stream).
+fn plain_after(
+    started: tokio::sync::oneshot::Receiver<Result<()>>,
+    s: Session,
+    ct: &'static str,
+) -> Response {
+    let tty = s.tty;
+    let head = futures::stream::once(async move {
+        match started.await {
+            Ok(Ok(())) => Ok(bytes::Bytes::new()),
+            Ok(Err(e)) => Err(std::io::Error::other(e.to_string())),
+            Err(_) => Err(std::io::Error::other("exec start was dropped")),
+        }
+    });
+    let pre = futures::stream::iter(s.preamble.into_iter().map(Ok::<_, std::io::Error>));
+    let live = futures::stream::unfold(s.output, move |rx| async move {
+        let mut rx = rx?;
+        let (stream, data) = rx.recv().await?;
+        Some((Ok(encode(stream, &data, tty)), Some(rx)))
+    });
+    let body = Body::from_stream(futures::StreamExt::chain(
+        futures::StreamExt::chain(head, pre),
+        live,
+    ));
+    ([(header::CONTENT_TYPE, ct)], body).into_response()
 }
 
 fn encode(stream: u8, data: &[u8], tty: bool) -> bytes::Bytes {
@@ -130,6 +170,16 @@ where
     } else {
         None
     };
+    if let Some(start) = s.start {
+        if let Err(e) = start.await {
+            let _ = wr.write_all(format!("{e}\r\n").as_bytes()).await;
+            let _ = wr.shutdown().await;
+            if let Some(h) = input {
+                h.abort();
+            }
+            return;
+        }
+    }
     for p in &s.preamble {
         if wr.write_all(p).await.is_err() {
             return;
@@ -184,6 +234,7 @@ pub(super) async fn attach(
             tty: rec.config.tty,
             close_stdin_on_eof: rec.config.stdin_once,
             preamble,
+            start: None,
         },
     ))
 }

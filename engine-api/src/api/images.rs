@@ -36,21 +36,54 @@ fn summary(i: &Image, containers: i64) -> Value {
 pub(super) async fn list(State(d): State<Arc<Daemon>>, Query(q): Q) -> Result<Json<Vec<Value>>> {
     let filters =
         events::parse_filters(q.get("filters").map(String::as_str)).map_err(ApiError::invalid)?;
+    for k in filters.keys() {
+        if !matches!(
+            k.as_str(),
+            "dangling" | "reference" | "label" | "before" | "since" | "until"
+        ) {
+            return Err(ApiError::invalid(format!("invalid filter '{k}'")));
+        }
+    }
+    let images = d.images.list().await?;
+    // before=/since= name an image; the others are compared with its creation time.
+    let mut bounds = Vec::new();
+    for (k, vals) in &filters {
+        if k == "before" || k == "since" {
+            for v in vals {
+                let i = d.images.get(v).await?;
+                bounds.push((k.as_str() == "before", i.meta.created_unix()));
+            }
+        }
+    }
+    let until = match filters.get("until").and_then(|v| v.first()) {
+        Some(u) => Some(
+            crate::daemon::logs::parse_timestamp(u)
+                .map(|n| (n / 1_000_000_000) as i64)
+                .ok_or_else(|| ApiError::invalid(format!("invalid until filter: {u}")))?,
+        ),
+        None => None,
+    };
     let mut out = Vec::new();
-    for i in d.images.list().await? {
+    for mut i in images {
         if let Some(dang) = filters.get("dangling").and_then(|v| v.first()) {
-            let is_dangling = i.names.is_empty();
-            if (dang == "true" || dang == "1") != is_dangling {
+            let want = match dang.as_str() {
+                "true" | "1" => true,
+                "false" | "0" => false,
+                other => {
+                    return Err(ApiError::invalid(format!(
+                        "invalid filter 'dangling={other}'"
+                    )))
+                }
+            };
+            if want != i.names.is_empty() {
                 continue;
             }
         }
         if let Some(refs) = filters.get("reference").filter(|r| !r.is_empty()) {
-            let ok = i.names.iter().any(|n| {
-                let fam = reference::familiar(n);
-                refs.iter()
-                    .any(|r| glob(r, &fam) || glob(r, fam.split(':').next().unwrap_or_default()))
-            });
-            if !ok {
+            // As dockerd: only the matching names are listed.
+            i.names
+                .retain(|n| refs.iter().any(|r| reference_match(r, n)));
+            if i.names.is_empty() {
                 continue;
             }
         }
@@ -64,72 +97,220 @@ pub(super) async fn list(State(d): State<Arc<Daemon>>, Query(q): Q) -> Result<Js
                 continue;
             }
         }
+        let created = i.meta.created_unix();
+        if bounds.iter().any(|(before, t)| {
+            if *before {
+                created >= *t
+            } else {
+                created <= *t
+            }
+        }) {
+            continue;
+        }
+        if until.is_some_and(|u| created > u) {
+            continue;
+        }
         out.push(summary(&i, -1));
     }
     Ok(Json(out))
 }
 
-/// Shell-style `*` matching for `reference=` filters.
-fn glob(pattern: &str, s: &str) -> bool {
-    match pattern.split_once('*') {
-        None => pattern == s,
-        Some((pre, rest)) => {
-            if !s.starts_with(pre) {
-                return false;
+/// dockerd's `reference=` match: the familiar name with its tag, or without it, against a
+/// `path.Match` pattern.
+fn reference_match(pattern: &str, full: &str) -> bool {
+    let fam = reference::familiar(full);
+    let (repo, _) = reference::split_repo_tag(&fam);
+    path_match(pattern.as_bytes(), fam.as_bytes())
+        || path_match(pattern.as_bytes(), repo.as_bytes())
+}
+
+/// Go's `path.Match` for `*` and `?` (neither matches `/`).
+fn path_match(p: &[u8], s: &[u8]) -> bool {
+    match p.split_first() {
+        None => s.is_empty(),
+        Some((b'*', rest)) => {
+            let mut i = 0;
+            loop {
+                if path_match(rest, &s[i..]) {
+                    return true;
+                }
+                if i == s.len() || s[i] == b'/' {
+                    return false;
+                }
+                i += 1;
             }
-            let tail = &s[pre.len()..];
-            (0..=tail.len()).any(|i| tail.is_char_boundary(i) && glob(rest, &tail[i..]))
+        }
+        Some((b'?', rest)) => {
+            matches!(s.split_first(), Some((c, tail)) if *c != b'/' && path_match(rest, tail))
+        }
+        Some((c, rest)) => {
+            matches!(s.split_first(), Some((x, tail)) if x == c && path_match(rest, tail))
         }
     }
 }
 
 pub(super) async fn load(State(d): State<Arc<Daemon>>, body: Bytes) -> Result<Response> {
-    let lines = d.images.load(&body).await?;
+    let loaded = d.images.load(body).await?;
     let mut out = String::new();
-    for l in &lines {
+    let mut line = |l: String| {
         // dockerd prints the "Loaded image" lines even with quiet=1 (quiet hides progress bars).
         out.push_str(&json!({"stream": format!("{l}\n")}).to_string());
         out.push('\n');
-        if let Some(name) = l.strip_prefix("Loaded image: ") {
-            d.events.emit(
-                "image",
-                "load",
-                name,
-                [("name".to_string(), name.to_string())]
-                    .into_iter()
-                    .collect(),
-            );
+    };
+    for l in &loaded {
+        if l.names.is_empty() {
+            line(format!("Loaded image ID: {}", l.id));
         }
+        for n in &l.names {
+            line(format!("Loaded image: {n}"));
+        }
+    }
+    for l in &loaded {
+        let name = l.names.first().cloned().unwrap_or_else(|| l.id.clone());
+        d.events
+            .emit("image", "load", &l.id, attrs(&[("name", &name)]));
     }
     Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
 }
 
-pub(super) async fn create(Query(q): Q) -> Result<Response> {
-    let from = q.get("fromImage").cloned().unwrap_or_default();
-    if from.is_empty() || from == "-" {
-        return Err(ApiError::unimplemented(
-            "docker import is not supported yet",
+fn attrs(kv: &[(&str, &str)]) -> std::collections::BTreeMap<String, String> {
+    kv.iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+/// Every value of a repeated query parameter (`changes=...&changes=...`).
+fn query_all(uri: &axum::http::Uri, key: &str) -> Vec<String> {
+    uri.query()
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .filter(|(k, _)| *k == key)
+        .map(|(_, v)| percent_decode(v))
+        .collect()
+}
+
+/// `repo` (which may carry a tag) plus `tag`, as dockerd combines them; `None` when empty.
+fn target_name(q: &HashMap<String, String>) -> Result<Option<String>> {
+    let repo = q.get("repo").cloned().unwrap_or_default();
+    if repo.is_empty() {
+        return Ok(None);
+    }
+    let name = match q.get("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{repo}:{t}"),
+        None => repo,
+    };
+    let r = reference::parse(&name).map_err(|e| ApiError::invalid(e.to_string()))?;
+    if r.digest.is_some() {
+        return Err(ApiError::invalid(
+            "refusing to create a tag with a digest reference",
         ));
     }
-    Err(ApiError::not_found(format!(
-        "pull access denied for {from}, repository does not exist or may require 'docker login': registry access is not implemented"
-    )))
+    Ok(Some(r.full()))
+}
+
+/// `POST /images/create`: `fromSrc` imports the body (docker import); `fromImage` would pull.
+pub(super) async fn create(
+    State(d): State<Arc<Daemon>>,
+    Query(q): Q,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Result<Response> {
+    let from = q.get("fromImage").cloned().unwrap_or_default();
+    let src = q.get("fromSrc").cloned().unwrap_or_default();
+    if from.is_empty() && src.is_empty() {
+        return Err(ApiError::invalid("fromImage or fromSrc is required"));
+    }
+    if !from.is_empty() {
+        return Err(ApiError::not_found(format!(
+            "pull access denied for {from}, repository does not exist or may require 'docker login': registry access is not implemented"
+        )));
+    }
+    if src != "-" {
+        return Err(ApiError::invalid(format!(
+            "importing from {src} is not supported: send the tar in the request body (fromSrc=-)"
+        )));
+    }
+    let name = target_name(&q)?;
+    let message = match q.get("message").filter(|m| !m.is_empty()) {
+        Some(m) => m.clone(),
+        None => format!("Imported from {src}"),
+    };
+    let changes = query_all(&uri, "changes");
+    let id = d
+        .images
+        .import(body, name.clone(), &message, &changes)
+        .await?;
+    let shown = name
+        .as_deref()
+        .map(reference::familiar)
+        .unwrap_or_else(|| id.clone());
+    d.events
+        .emit("image", "import", &id, attrs(&[("name", &shown)]));
+    let out = format!("{}\n", json!({"status": id}));
+    Ok(([(header::CONTENT_TYPE, "application/json")], out).into_response())
+}
+
+/// `POST /commit?container=&repo=&tag=&comment=&author=&pause=&changes=`.
+pub(super) async fn commit(
+    State(d): State<Arc<Daemon>>,
+    Query(q): Q,
+    uri: axum::http::Uri,
+    body: Bytes,
+) -> Result<Response> {
+    let name = q.get("container").cloned().unwrap_or_default();
+    let c = d.get(&name)?;
+    let overrides: Value = if body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::invalid(format!("invalid JSON body: {e}")))?
+    };
+    let pause = match q.get("pause").map(|v| v.to_ascii_lowercase()) {
+        None => true,
+        Some(v) => !matches!(v.as_str(), "0" | "false" | "no"),
+    };
+    let req = crate::daemon::CommitRequest {
+        name: target_name(&q)?,
+        comment: q.get("comment").cloned().unwrap_or_default(),
+        author: q.get("author").cloned().unwrap_or_default(),
+        changes: query_all(&uri, "changes"),
+        pause,
+        overrides,
+    };
+    let id = d.commit(&c, req).await?;
+    Ok((StatusCode::CREATED, Json(json!({"Id": id}))).into_response())
 }
 
 async fn save_names(d: &Daemon, names: &[String]) -> Result<Response> {
     let mut sel: Vec<(Image, Vec<String>)> = Vec::new();
     for n in names {
         let img = d.images.get(n).await?;
+        // By name: that name goes in the tar; by ID: no name (as dockerd).
         let tags = match reference::parse(n) {
             Ok(r) if img.names.contains(&r.full()) && !n.starts_with("sha256:") => vec![r.full()],
-            _ => img.names.clone(),
+            _ => Vec::new(),
         };
         match sel.iter_mut().find(|(i, _)| i.meta.id == img.meta.id) {
-            Some((_, t)) => t.extend(tags),
+            Some((_, t)) => {
+                for x in tags {
+                    if !t.contains(&x) {
+                        t.push(x);
+                    }
+                }
+            }
             None => sel.push((img, tags)),
         }
     }
     let tar = d.images.save(&sel).await?;
+    for (img, tags) in &sel {
+        let name = tags
+            .first()
+            .map(|t| reference::familiar(t))
+            .unwrap_or_else(|| img.meta.id.clone());
+        d.events
+            .emit("image", "save", &img.meta.id, attrs(&[("name", &name)]));
+    }
     Ok(([(header::CONTENT_TYPE, "application/x-tar")], tar).into_response())
 }
 
@@ -187,11 +368,26 @@ pub(super) async fn prune(State(d): State<Arc<Daemon>>, Query(q): Q) -> Result<J
         }
         for n in &i.names {
             deleted.push(json!({"Untagged": reference::familiar(n)}));
+            let name = reference::familiar(n);
+            d.events
+                .emit("image", "untag", &i.meta.id, attrs(&[("name", &name)]));
         }
         d.images.delete_all(&i).await?;
         deleted.push(json!({"Deleted": i.meta.id}));
+        d.events.emit(
+            "image",
+            "delete",
+            &i.meta.id,
+            attrs(&[("name", &i.meta.id)]),
+        );
         space += i.meta.size;
     }
+    d.events.emit(
+        "image",
+        "prune",
+        "",
+        attrs(&[("reclaimed", &space.to_string())]),
+    );
     Ok(Json(
         json!({"ImagesDeleted": if deleted.is_empty() { Value::Null } else { json!(deleted) }, "SpaceReclaimed": space}),
     ))
@@ -350,8 +546,12 @@ async fn remove(d: &Daemon, name: &str, force: bool) -> Result<Response> {
             if last && users.is_empty() {
                 d.images.delete_all(&img).await?;
                 out.push(json!({"Deleted": img.meta.id}));
-                d.events
-                    .emit("image", "delete", &img.meta.id, Default::default());
+                d.events.emit(
+                    "image",
+                    "delete",
+                    &img.meta.id,
+                    attrs(&[("name", &img.meta.id)]),
+                );
             }
         }
         _ => {
@@ -378,9 +578,31 @@ async fn remove(d: &Daemon, name: &str, force: bool) -> Result<Response> {
             }
             d.images.delete_all(&img).await?;
             out.push(json!({"Deleted": img.meta.id}));
-            d.events
-                .emit("image", "delete", &img.meta.id, Default::default());
+            d.events.emit(
+                "image",
+                "delete",
+                &img.meta.id,
+                attrs(&[("name", &img.meta.id)]),
+            );
         }
     }
     Ok(Json(out).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reference_filters_match_like_dockerd() {
+        let m = |p, n| reference_match(p, n);
+        assert!(m("busybox", "docker.io/library/busybox:latest"));
+        assert!(m("busybox:latest", "docker.io/library/busybox:latest"));
+        assert!(m("busy*", "docker.io/library/busybox:latest"));
+        assert!(!m("busybox:1", "docker.io/library/busybox:latest"));
+        assert!(m("localhost:5000/*/*", "localhost:5000/team/app:1.0"));
+        assert!(!m("localhost:5000/*", "localhost:5000/team/app:1.0"));
+        assert!(m("*/app", "docker.io/team/app:1"));
+        assert!(m("b?sybox", "docker.io/library/busybox:latest"));
+    }
 }

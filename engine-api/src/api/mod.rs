@@ -159,6 +159,7 @@ pub fn router(d: Arc<Daemon>) -> Router {
         .route("/images/create", post(images::create))
         .route("/images/prune", post(images::prune))
         .route("/images/*rest", any(images::dispatch))
+        .route("/commit", post(images::commit))
         .fallback(not_found)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY))
         .with_state(d);

@@ -98,6 +98,7 @@ pub(super) async fn info(State(d): State<Arc<Daemon>>) -> Result<Json<Value>> {
     let list = d.list(true, None, false, &Default::default()).await?;
     let count = |s: &str| list.iter().filter(|c| c["State"] == s).count();
     let images = d.images.list().await.map(|l| l.len()).unwrap_or(0);
+    let containerd_version = d.cd.version().await.unwrap_or_default();
     let runtimes: serde_json::Map<String, Value> = d
         .config
         .runtimes
@@ -159,7 +160,7 @@ pub(super) async fn info(State(d): State<Arc<Daemon>>) -> Result<Json<Value>> {
         "LiveRestoreEnabled": false,
         "Isolation": "",
         "InitBinary": "engine-init",
-        "ContainerdCommit": {"ID": ""},
+        "ContainerdCommit": {"ID": containerd_version},
         "RuncCommit": {"ID": ""},
         "InitCommit": {"ID": ""},
         "SecurityOptions": [],
@@ -234,18 +235,40 @@ pub(super) async fn events(
 pub(super) async fn df(State(d): State<Arc<Daemon>>) -> Result<Json<Value>> {
     let containers = d.list(true, None, true, &Default::default()).await?;
     let images = d.images.list().await?;
+    // How many images use each layer (by digest), and each layer's size.
+    let mut users: HashMap<&str, (usize, i64)> = HashMap::new();
+    for i in &images {
+        let mut seen = std::collections::HashSet::new();
+        for l in &i.meta.layers {
+            if seen.insert(l.digest.as_str()) {
+                let e = users.entry(l.digest.as_str()).or_insert((0, l.size));
+                e.0 += 1;
+            }
+        }
+    }
     let imgs: Vec<Value> = images
         .iter()
         .map(|i| {
             let used = containers.iter().filter(|c| c["ImageID"] == i.meta.id.as_str()).count();
+            let mut seen = std::collections::HashSet::new();
+            let shared: i64 = i
+                .meta
+                .layers
+                .iter()
+                .filter(|l| seen.insert(l.digest.as_str()))
+                .filter(|l| users.get(l.digest.as_str()).is_some_and(|u| u.0 > 1))
+                .map(|l| l.size)
+                .sum();
             json!({
                 "Id": i.meta.id, "ParentId": "", "RepoTags": i.names.iter().map(|n| crate::reference::familiar(n)).collect::<Vec<_>>(),
                 "RepoDigests": [], "Created": i.meta.created_unix(), "Size": i.meta.size,
-                "SharedSize": 0, "Labels": {}, "Containers": used,
+                "SharedSize": shared,
+                "Labels": i.meta.config["config"]["Labels"].as_object().cloned().unwrap_or_default(),
+                "Containers": used,
             })
         })
         .collect();
-    let layers: i64 = images.iter().map(|i| i.meta.size).sum();
+    let layers: i64 = users.values().map(|(_, size)| size).sum();
     Ok(Json(json!({
         "LayersSize": layers,
         "Images": imgs,

@@ -98,6 +98,18 @@ pub fn parse_filters(raw: Option<&str>) -> Result<BTreeMap<String, Vec<String>>,
     Ok(out)
 }
 
+/// `busybox:latest` → `busybox`; digests and IDs stay as they are.
+fn strip_tag(name: &str) -> &str {
+    if name.starts_with("sha256:") || name.contains('@') {
+        return name;
+    }
+    let slash = name.rfind('/').map(|i| i + 1).unwrap_or(0);
+    match name[slash..].rfind(':') {
+        Some(i) => &name[..slash + i],
+        None => name,
+    }
+}
+
 /// Whether an event passes `type=`, `event=`, `container=`, `image=` and `label=` filters.
 pub fn matches(ev: &Value, f: &BTreeMap<String, Vec<String>>) -> bool {
     let get = |k: &str| ev[k].as_str().unwrap_or_default().to_string();
@@ -120,12 +132,21 @@ pub fn matches(ev: &Value, f: &BTreeMap<String, Vec<String>>) -> bool {
                         id.starts_with(v.as_str()) || attrs["name"].as_str() == Some(v.as_str())
                     })
             }
-            "image" => vals.iter().any(|v| {
-                attrs["image"].as_str() == Some(v.as_str())
-                    || (get("Type") == "image"
-                        && (ev["Actor"]["ID"].as_str() == Some(v.as_str())
-                            || attrs["name"].as_str() == Some(v.as_str())))
-            }),
+            "image" => {
+                // As dockerd: the actor ID or its image name, each also without its tag.
+                let name_attr = if get("Type") == "image" {
+                    "name"
+                } else {
+                    "image"
+                };
+                let id = ev["Actor"]["ID"].as_str().unwrap_or_default();
+                let name = attrs[name_attr].as_str().unwrap_or_default();
+                vals.iter().any(|v| {
+                    [id, name, strip_tag(id), strip_tag(name)]
+                        .iter()
+                        .any(|x| !x.is_empty() && *x == v.as_str())
+                })
+            }
             "label" => vals.iter().all(|v| match v.split_once('=') {
                 Some((lk, lv)) => attrs[lk].as_str() == Some(lv),
                 None => !attrs[v.as_str()].is_null(),

@@ -538,6 +538,7 @@ impl Daemon {
         );
         deleted?;
         removed?;
+        self.images.container_removed(&c.record().image).await;
         let _ = std::fs::remove_dir_all(self.container_dir(&c.id));
         let _ = std::fs::remove_dir_all(self.fifo_dir(&c.id));
         self.store.delete(&c.id)?;

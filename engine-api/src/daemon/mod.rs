@@ -1,6 +1,7 @@
 //! The Docker object model over containerd: `Daemon` owns the container table, the store, the
 //! image service and the event bus. HTTP handlers are thin over its methods.
 mod archive;
+mod commit;
 mod container;
 pub mod events;
 mod exec;
@@ -16,6 +17,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+pub use commit::CommitRequest;
 pub use container::{Ctr, Gen};
 pub use exec::{ExecConfig, ExecInfo};
 pub use update::UpdateConfig;

@@ -360,12 +360,6 @@ pub fn resources(hc: &HostConfig) -> Result<Value, SpecError> {
         ),
     ] {
         if !list.is_empty() {
-            // The OCI key is `throttle…IOPSDevice`; oci-spec 0.7 (runc-rs) only reads the
-            // camel-cased `throttle…IopsDevice`. runc/crun ignore the extra key (Go matches
-            // keys case-insensitively and both carry the same value).
-            if let Some(k) = key.strip_suffix("IOPSDevice") {
-                blkio.insert(format!("{k}IopsDevice"), Value::Array(list.clone()));
-            }
             blkio.insert(key.into(), Value::Array(list));
         }
     }

@@ -62,16 +62,55 @@ pub fn load_spec(bundle: &Path) -> Result<Spec> {
     serde_json::from_slice(&data).map_err(|e| Error::Spec(format!("parse {}: {e}", p.display())))
 }
 
+#[cfg(test)]
+mod oci_name_tests {
+    use super::fix_oci_names;
+
+    fn fixed(s: &str) -> String {
+        let mut b = s.as_bytes().to_vec();
+        fix_oci_names(&mut b);
+        String::from_utf8(b).expect("utf8")
+    }
+
+    #[test]
+    fn renames_the_oci_keys() {
+        assert_eq!(
+            fixed(r#"{"throttleReadIOPSDevice":[],"throttleWriteIOPSDevice":[]}"#),
+            r#"{"throttleReadIopsDevice":[],"throttleWriteIopsDevice":[]}"#
+        );
+    }
+
+    #[test]
+    fn leaves_a_key_alone_when_both_spellings_are_there() {
+        let both = r#"{"throttleReadIOPSDevice":[1],"throttleReadIopsDevice":[1]}"#;
+        assert_eq!(fixed(both), both);
+    }
+
+    #[test]
+    fn does_not_touch_values() {
+        let v = r#"{"env":["X=throttleReadIOPSDevice"]}"#;
+        assert_eq!(fixed(v), v);
+    }
+}
+
 /// oci-spec 0.7 spells the spec's `throttleReadIOPSDevice` keys `throttleReadIopsDevice`:
-/// rename them in the raw JSON (same length, in place) so that they are not dropped.
+/// rename the quoted keys in the raw JSON (same length, in place) so that they are not dropped.
+/// A document that already carries oci-spec's spelling is left alone for that key (renaming
+/// would make a duplicate field, which serde rejects).
 pub fn fix_oci_names(json: &mut [u8]) {
     for (from, to) in [
         (
-            &b"throttleReadIOPSDevice"[..],
-            &b"throttleReadIopsDevice"[..],
+            &b"\"throttleReadIOPSDevice\""[..],
+            &b"\"throttleReadIopsDevice\""[..],
         ),
-        (b"throttleWriteIOPSDevice", b"throttleWriteIopsDevice"),
+        (
+            &b"\"throttleWriteIOPSDevice\""[..],
+            &b"\"throttleWriteIopsDevice\""[..],
+        ),
     ] {
+        if json.windows(to.len()).any(|w| w == to) {
+            continue;
+        }
         let mut i = 0;
         while i + from.len() <= json.len() {
             if &json[i..i + from.len()] == from {

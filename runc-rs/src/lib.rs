@@ -7,6 +7,7 @@ pub mod caps;
 pub mod cgroups;
 pub mod commands;
 pub mod console;
+mod copyup;
 pub mod create;
 pub mod error;
 pub mod hooks;

@@ -386,3 +386,25 @@ fn stream_samples(s: &Stack, path: &str, n: usize) -> Vec<serde_json::Value> {
     }
     out
 }
+
+/// The start after a create uses the background preparation only if nothing changed since.
+#[test]
+fn update_between_create_and_start_is_applied() {
+    let s = Stack::start();
+    let id = s.docker_ok(&[
+        "create", "--name", "later", "-m", "32m", "busybox", "sleep", "300",
+    ]);
+    s.docker_ok(&[
+        "update",
+        "--memory",
+        "48m",
+        "--memory-swap",
+        "96m",
+        "--cpu-shares",
+        "300",
+        "later",
+    ]);
+    s.docker_ok(&["start", "later"]);
+    assert_eq!(cg(&s, &id, "memory", "memory.limit_in_bytes"), "50331648");
+    assert_eq!(cg(&s, &id, "cpu", "cpu.shares"), "300");
+}

@@ -51,9 +51,15 @@ impl Daemon {
         if !self.cd.snapshot_exists(snap, &c.id).await? {
             let lease = early_lease(&c.id);
             self.cd.create_named_lease(&lease).await?;
-            self.cd
+            match self
+                .cd
                 .prepare(Some(&lease), snap, &c.id, &rec.snapshot_parent)
-                .await?;
+                .await
+            {
+                // Prepared meanwhile by the background preparation after create.
+                Err(e) if e.kind() != crate::error::Kind::AlreadyExists => return Err(e),
+                _ => {}
+            }
         }
         let mounts = self.cd.mounts(snap, &c.id).await?;
         let m = mounts

@@ -32,6 +32,14 @@ pub struct Ctr {
     pub copiers: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// The restart policy's current back-off delay.
     pub restart_delay: Mutex<std::time::Duration>,
+    /// Done by the background preparation after create (see `spawn_prepare`).
+    pub prepared: Mutex<Option<Prepared>>,
+}
+
+/// A container prepared for its first start: containerd container and snapshot exist.
+pub struct Prepared {
+    pub fingerprint: String,
+    pub mounts: Vec<crate::containerd::Mount>,
 }
 
 impl Ctr {
@@ -50,6 +58,7 @@ impl Ctr {
             hub: Arc::new(Hub::default()),
             copiers: Mutex::new(Vec::new()),
             restart_delay: Mutex::new(std::time::Duration::ZERO),
+            prepared: Mutex::new(None),
         }
     }
 
@@ -189,7 +198,7 @@ impl Daemon {
 
     /// `POST /containers/create`.
     pub async fn create(
-        &self,
+        self: &Arc<Self>,
         name: Option<&str>,
         req: CreateRequest,
     ) -> Result<(String, Vec<String>)> {
@@ -338,6 +347,7 @@ impl Daemon {
         self.insert(ctr.clone());
         drop(_names);
         self.emit_container(&ctr, "create");
+        self.spawn_prepare(&ctr);
         Ok((id, Vec::new()))
     }
 

@@ -44,6 +44,12 @@ fn exit_code_for_start_error(msg: &str) -> i64 {
     }
 }
 
+/// What a prepared container depends on: a change (update, rename) means preparing again.
+fn fingerprint(rec: &types::ContainerRecord) -> String {
+    serde_json::to_string(&(&rec.name, &rec.config, &rec.host_config, &rec.runtime))
+        .unwrap_or_default()
+}
+
 impl Daemon {
     /// `POST /containers/{id}/start`. `Ok(false)` when it was already running (304).
     pub async fn start(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<bool> {
@@ -76,8 +82,13 @@ impl Daemon {
         }
     }
 
-    async fn start_locked(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<()> {
-        let rec = c.record();
+    /// The containerd side of a start before the task: the snapshot (under a lease until the
+    /// container holds it), the /etc files, the OCI spec and Containers.Create. Returns the
+    /// rootfs mounts.
+    async fn prepare_container(
+        &self,
+        rec: &types::ContainerRecord,
+    ) -> Result<Vec<crate::containerd::Mount>> {
         let id = rec.id.clone();
         let snap = &self.config.snapshotter;
         // A new snapshot is unreferenced until Containers.Create: hold a lease so that
@@ -120,7 +131,7 @@ impl Daemon {
                 }
             }
         };
-        self.write_etc_files(&rec)?;
+        self.write_etc_files(rec)?;
         let passwd;
         let group;
         let needs_names = rec
@@ -146,7 +157,7 @@ impl Daemon {
             group: group.as_deref(),
             init_binary: init.as_deref(),
         };
-        let spec = spec::generate(&rec, &ctx).map_err(|e| ApiError::invalid(e.to_string()))?;
+        let spec = spec::generate(rec, &ctx).map_err(|e| ApiError::invalid(e.to_string()))?;
         let spec_json = serde_json::to_vec(&spec).map_err(|e| ApiError::io("encode spec", e))?;
         let mut labels = std::collections::HashMap::new();
         for (k, v) in rec.config.labels.clone().unwrap_or_default() {
@@ -176,6 +187,48 @@ impl Daemon {
             // The snapshot `docker cp` prepared before the first start.
             self.spawn_delete_lease(super::archive::early_lease(&id));
         }
+        Ok(mounts)
+    }
+
+    /// After `docker create`: prepares the container in the background (under its op lock), so
+    /// that the start that usually follows only creates the task.
+    pub(super) fn spawn_prepare(self: &Arc<Self>, c: &Arc<Ctr>) {
+        let d = self.clone();
+        let c = c.clone();
+        tokio::spawn(async move {
+            let _op = c.op.lock().await;
+            let rec = c.record();
+            if rec.has_been_started || c.gen.borrow().removed || rec.state.status != "created" {
+                return;
+            }
+            match d.prepare_container(&rec).await {
+                Ok(mounts) => {
+                    if let Ok(mut p) = c.prepared.lock() {
+                        *p = Some(super::container::Prepared {
+                            fingerprint: fingerprint(&rec),
+                            mounts,
+                        });
+                    }
+                }
+                Err(e) => tracing::debug!(container_id = %c.id, error = %e, "early prepare"),
+            }
+        });
+    }
+
+    async fn start_locked(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<()> {
+        let rec = c.record();
+        let id = rec.id.clone();
+        // Prepared in the background after `docker create` when nothing changed since.
+        let early = c
+            .prepared
+            .lock()
+            .map(|mut p| p.take())
+            .unwrap_or_default()
+            .filter(|p| p.fingerprint == fingerprint(&rec));
+        let mounts = match early {
+            Some(p) => p.mounts,
+            None => self.prepare_container(&rec).await?,
+        };
         let tty = rec.config.tty;
         let fifos = Fifos::new(&self.fifo_dir(&id), "init", rec.config.open_stdin, tty);
         fifos.create()?;

@@ -61,7 +61,9 @@ fn ping(sock: &str) -> bool {
         return false;
     };
     let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-    if w.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n").is_err() {
+    if w.write_all(b"GET /_ping HTTP/1.1\r\nHost: docker\r\n\r\n")
+        .is_err()
+    {
         return false;
     }
     matches!(read_response(&mut BufReader::new(stream)), Ok(200))

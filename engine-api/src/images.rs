@@ -89,8 +89,6 @@ pub fn chain_ids(diff_ids: &[String]) -> Vec<String> {
     out
 }
 
-/// The files of a `docker save` tar, symlinks resolved.
-
 impl Images {
     pub fn new(cd: Containerd, snapshotter: &str) -> Self {
         Images {

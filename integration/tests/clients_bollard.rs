@@ -94,7 +94,8 @@ fn bollard_drives_the_engine() {
             }
             other => panic!("wait: {other:?}"),
         }
-        let logs: Vec<String> = docker
+        // Each line on its own stream (the order between the two streams is not defined).
+        let logs: Vec<bollard::container::LogOutput> = docker
             .logs(
                 &created.id,
                 Some(
@@ -104,10 +105,19 @@ fn bollard_drives_the_engine() {
                         .build(),
                 ),
             )
-            .map(|l| l.expect("log").to_string())
+            .map(|l| l.expect("log"))
             .collect()
             .await;
-        assert_eq!(logs.concat(), "out\nerr\n");
+        let of = |want_err: bool| -> String {
+            logs.iter()
+                .filter(|l| matches!(l, bollard::container::LogOutput::StdErr { .. }) == want_err)
+                .map(|l| l.to_string())
+                .collect()
+        };
+        assert_eq!(
+            (of(false), of(true)),
+            ("out\n".to_string(), "err\n".to_string())
+        );
 
         // exec + stats on a running container
         let body = ContainerCreateBody {

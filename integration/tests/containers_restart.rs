@@ -181,6 +181,11 @@ fn live_restore_keeps_containers_running_and_logging() {
         engine_args: vec!["--live-restore".to_string()],
         ..Options::default()
     });
+    assert_eq!(
+        s.docker_ok(&["info", "-f", "{{.LiveRestoreEnabled}}"])
+            .trim(),
+        "true"
+    );
     s.docker_ok(&[
         "run",
         "-d",

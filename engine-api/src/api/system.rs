@@ -157,7 +157,7 @@ pub(super) async fn info(State(d): State<Arc<Daemon>>) -> Result<Json<Value>> {
         "Runtimes": runtimes,
         "DefaultRuntime": d.config.default_runtime,
         "Swarm": {"NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive", "ControlAvailable": false, "Error": "", "RemoteManagers": null},
-        "LiveRestoreEnabled": false,
+        "LiveRestoreEnabled": d.config.live_restore,
         "Isolation": "",
         "InitBinary": "engine-init",
         "ContainerdCommit": {"ID": containerd_version},

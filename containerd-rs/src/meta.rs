@@ -76,9 +76,9 @@ impl Meta {
             .set_cache_size(CACHE_BYTES)
             .create(path)
             .map_err(|source| MetaError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
+                path: path.display().to_string(),
+                source,
+            })?;
         let tx = db.begin_write()?;
         tx.open_table(OBJECTS)?;
         tx.commit()?;

@@ -53,8 +53,7 @@ pub fn find_memory_cgroup(proc_cgroup: &str, mountinfo: &str) -> Option<MemoryCg
     let mut v2_rel = None;
     for line in proc_cgroup.lines() {
         let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(id), Some(ctrls), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
         };
         if id == "0" && ctrls.is_empty() {
@@ -253,9 +252,9 @@ async fn wait_readable(inotify: &AsyncFd<OwnedFd>) -> Option<()> {
     loop {
         let mut guard = inotify.readable().await.ok()?;
         let mut buf = [0u8; 512];
-        match guard.try_io(|fd| {
-            nix::unistd::read(fd.as_raw_fd(), &mut buf).map_err(std::io::Error::from)
-        }) {
+        match guard
+            .try_io(|fd| nix::unistd::read(fd.as_raw_fd(), &mut buf).map_err(std::io::Error::from))
+        {
             Ok(Ok(n)) if n > 0 => {
                 // Drain whatever else is queued.
                 while matches!(nix::unistd::read(inotify.get_ref().as_raw_fd(), &mut buf), Ok(n) if n > 0)
@@ -281,7 +280,9 @@ pub fn read_oom_kills(path: &Path) -> Option<u64> {
 /// Whether `cgroup.events` says the cgroup still has processes (true when it cannot tell).
 fn populated(path: &Path) -> bool {
     let Ok(text) = std::fs::read_to_string(path) else {
-        return path.parent().is_some_and(|d| d.join("memory.events").exists());
+        return path
+            .parent()
+            .is_some_and(|d| d.join("memory.events").exists());
     };
     !text.lines().any(|l| l.trim() == "populated 0")
 }
@@ -350,11 +351,21 @@ mod tests {
         let w = OomWatch::v2(cg.clone()).expect("watch");
         // Kills from before the watch are not reported; nor other counters' changes.
         quiet(&w).await;
-        std::fs::write(&events, EVENTS.replace("max 0", "max 7").replace("oom_kill 0", "oom_kill 2"))
-            .expect("write");
+        std::fs::write(
+            &events,
+            EVENTS
+                .replace("max 0", "max 7")
+                .replace("oom_kill 0", "oom_kill 2"),
+        )
+        .expect("write");
         quiet(&w).await;
-        std::fs::write(&events, EVENTS.replace("oom 0", "oom 1").replace("oom_kill 0", "oom_kill 3"))
-            .expect("write");
+        std::fs::write(
+            &events,
+            EVENTS
+                .replace("oom 0", "oom 1")
+                .replace("oom_kill 0", "oom_kill 3"),
+        )
+        .expect("write");
         assert_eq!(next(&w).await, Some(()));
         quiet(&w).await;
         std::fs::write(&events, EVENTS.replace("oom_kill 0", "oom_kill 4")).expect("write");

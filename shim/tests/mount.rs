@@ -38,7 +38,11 @@ fn detach_frees_the_path_at_once_and_keeps_the_filesystems_until_released() {
 
     let detached = detach_all(&target).expect("detach");
     assert_eq!(detached.len(), 2, "both stacked mounts are pinned");
-    assert_eq!(mounted(&target), 0, "nothing is mounted on the path any more");
+    assert_eq!(
+        mounted(&target),
+        0,
+        "nothing is mounted on the path any more"
+    );
     assert!(!target.join("upper").exists() && !target.join("lower").exists());
     // Each detached filesystem is still there behind its pin, topmost first.
     let files: Vec<String> = detached

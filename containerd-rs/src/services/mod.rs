@@ -21,7 +21,9 @@ use crate::snapshot::MountSpec;
 use crate::Daemon;
 
 /// Every service plus `grpc.health.v1.Health` (serving).
-pub async fn router(d: Arc<Daemon>) -> Router<tower::layer::util::Stack<reqlog::RequestLog, tower::layer::util::Identity>> {
+pub async fn router(
+    d: Arc<Daemon>,
+) -> Router<tower::layer::util::Stack<reqlog::RequestLog, tower::layer::util::Identity>> {
     let (mut reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)

@@ -79,9 +79,12 @@ impl Meta {
                 path: path.display().to_string(),
                 source,
             })?;
-        let tx = db.begin_write()?;
-        tx.open_table(OBJECTS)?;
-        tx.commit()?;
+        // Creating the table costs a commit (an fsync): only when it is not there yet.
+        if db.begin_read()?.open_table(OBJECTS).is_err() {
+            let tx = db.begin_write()?;
+            tx.open_table(OBJECTS)?;
+            tx.commit()?;
+        }
         Ok(Self { db })
     }
 

@@ -1,5 +1,6 @@
 //! containerd-rs: parses flags, sets up logging and runs the daemon (see ARCHITECTURE.md).
 fn main() -> anyhow::Result<()> {
+    tune_malloc();
     let config = containerd_rs::Config::from_args()?;
     let level = if config.debug {
         "containerd_rs=debug,info"
@@ -21,4 +22,21 @@ fn main() -> anyhow::Result<()> {
         .build()?;
     rt.block_on(containerd_rs::run(config))?;
     Ok(())
+}
+
+/// glibc malloc for a long-lived daemon with a small working set: at most two arenas (one per
+/// worker thread by default, each keeping what its thread freed), and big buffers (content
+/// chunks, layer data) always in their own mappings, returned to the kernel when freed: the
+/// default threshold grows after such frees until they come from the heap, which then stays
+/// large.
+fn tune_malloc() {
+    const ARENAS: libc::c_int = 2;
+    const MMAP_AT: libc::c_int = 128 << 10;
+    // SAFETY: mallopt only sets allocator parameters; it is called before any other thread
+    // exists, and its integer arguments are in range.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, ARENAS);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, MMAP_AT);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, MMAP_AT);
+    }
 }

@@ -61,32 +61,54 @@ pub struct Meta {
 /// A write transaction over the objects table.
 pub struct Tx<'a> {
     table: redb::Table<'a, &'static str, &'static [u8]>,
+    /// Whether anything was written: a transaction that changed nothing is aborted rather than
+    /// committed, so it costs no fsync.
+    dirty: bool,
 }
+
+/// redb's page cache. The metadata of a busy daemon is a few hundred KiB; redb's default (1 GiB,
+/// grown on use) would keep every page it ever read resident.
+const CACHE_BYTES: usize = 4 << 20;
 
 impl Meta {
     pub fn open(path: &Path) -> Result<Self, MetaError> {
-        let db = redb::Database::create(path).map_err(|source| MetaError::Open {
-            path: path.display().to_string(),
-            source,
-        })?;
-        let tx = db.begin_write()?;
-        tx.open_table(OBJECTS)?;
-        tx.commit()?;
+        let db = redb::Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(path)
+            .map_err(|source| MetaError::Open {
+                path: path.display().to_string(),
+                source,
+            })?;
+        // Creating the table costs a commit (an fsync): only when it is not there yet.
+        if db.begin_read()?.open_table(OBJECTS).is_err() {
+            let tx = db.begin_write()?;
+            tx.open_table(OBJECTS)?;
+            tx.commit()?;
+        }
         Ok(Self { db })
     }
 
-    /// Runs `f` in a write transaction; commits when it returns Ok, aborts otherwise.
+    /// Runs `f` in a write transaction; commits when it returns Ok and wrote something, aborts
+    /// otherwise.
     pub fn update<R>(
         &self,
         f: impl FnOnce(&mut Tx<'_>) -> Result<R, errdefs::Error>,
     ) -> Result<R, errdefs::Error> {
         let txn = self.db.begin_write().map_err(MetaError::from)?;
-        let r = {
+        let (r, dirty) = {
             let table = txn.open_table(OBJECTS).map_err(MetaError::from)?;
-            let mut tx = Tx { table };
-            f(&mut tx)?
+            let mut tx = Tx {
+                table,
+                dirty: false,
+            };
+            let r = f(&mut tx)?;
+            (r, tx.dirty)
         };
-        txn.commit().map_err(MetaError::from)?;
+        if dirty {
+            txn.commit().map_err(MetaError::from)?;
+        } else {
+            txn.abort().map_err(MetaError::from)?;
+        }
         Ok(r)
     }
 
@@ -148,13 +170,16 @@ impl Tx<'_> {
     pub fn put<T: Serialize>(&mut self, key: &str, value: &T) -> Result<(), errdefs::Error> {
         let bytes = serde_json::to_vec(value)
             .map_err(|e| errdefs::Error::internal(format!("encode {key}: {e}")))?;
+        self.dirty = true;
         self.table
             .insert(key, bytes.as_slice())
             .map_err(MetaError::from)?;
         Ok(())
     }
     pub fn delete(&mut self, key: &str) -> Result<bool, errdefs::Error> {
-        Ok(self.table.remove(key).map_err(MetaError::from)?.is_some())
+        let removed = self.table.remove(key).map_err(MetaError::from)?.is_some();
+        self.dirty |= removed;
+        Ok(removed)
     }
     pub fn list<T: DeserializeOwned>(
         &self,

@@ -251,6 +251,7 @@ impl TaskManager {
 
     /// Deletes the init process in the shim, shuts the shim down and removes the bundle.
     pub async fn delete(&self, ns: &str, id: &str) -> Result<Dead, errdefs::Error> {
+        let started = std::time::Instant::now();
         let task = self.get(ns, id)?;
         let dead = match (&task.dead, task.client.clone()) {
             (Some(d), _) => d.clone(),
@@ -271,12 +272,20 @@ impl TaskManager {
                                 t.client = None;
                             }
                         }
+                        let deleted_at = started.elapsed();
                         let _ = c
                             .shutdown(sh::ShutdownRequest {
                                 id: id.to_string(),
                                 now: false,
                             })
                             .await;
+                        tracing::debug!(
+                            namespace = ns,
+                            id,
+                            delete_micros = deleted_at.as_micros() as u64,
+                            shutdown_micros = (started.elapsed() - deleted_at).as_micros() as u64,
+                            "shim deleted the task and shut down"
+                        );
                         Dead {
                             pid: r.pid,
                             exit_status: r.exit_status,
@@ -309,6 +318,12 @@ impl TaskManager {
             }
         }
         self.remove(ns, id);
+        tracing::debug!(
+            namespace = ns,
+            id,
+            micros = started.elapsed().as_micros() as u64,
+            "task deleted"
+        );
         Ok(dead)
     }
 

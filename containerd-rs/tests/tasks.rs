@@ -248,3 +248,149 @@ async fn ctr_images_import_and_run_rm() {
     let out = d.ctr(&["-n", ns, "containers", "ls", "-q"]);
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "");
 }
+
+/// (ppid, state) of a live process, from /proc/<pid>/stat; None once it is gone (reaped).
+fn ppid_and_state(pid: u32) -> Option<(u32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = stat.rsplit_once(") ")?.1;
+    let mut f = rest.split(' ');
+    let state = f.next()?.chars().next()?;
+    Some((f.next()?.parse().ok()?, state))
+}
+
+/// Processes whose parent is `ppid`, with their state and command line.
+fn children_of(ppid: u32) -> Vec<(u32, char, String)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if let Some((pp, state)) = ppid_and_state(pid) {
+            if pp == ppid {
+                let cmd = std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                    .unwrap_or_default();
+                out.push((pid, state, cmd));
+            }
+        }
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_shim_reaps_orphans_that_exit() {
+    let d = daemon();
+    let (ns, id) = ("z", "orphans");
+    let out = d.dir.join("out.txt").display().to_string();
+    // No pid namespace: what the init's child leaves behind is re-parented to the nearest
+    // subreaper, the shim (in a pid namespace the container's init would get it).
+    let spec = common::spec_with_namespaces(
+        &[
+            "/bin/busybox",
+            "sh",
+            "-c",
+            "/bin/busybox sh -c '/bin/busybox sleep 3 & /bin/busybox sleep 3 & exit 0'; \
+             echo forked; exec /bin/busybox sleep 300",
+        ],
+        &common::cgroup_of(&d, id),
+        &["ipc", "uts", "mount"],
+    );
+    let ch = common::create_with_spec(&d, ns, id, spec, &out, &out).await;
+    let bundle = d
+        .state()
+        .join("io.containerd.runtime.v2.task")
+        .join(ns)
+        .join(id);
+    let shim: u32 = std::fs::read_to_string(bundle.join("shim.pid"))
+        .expect("shim.pid")
+        .trim()
+        .parse()
+        .expect("shim pid");
+    let mut tasks = TasksClient::new(ch);
+    let init = tasks
+        .start(req(
+            ns,
+            tpb::StartRequest {
+                container_id: id.into(),
+                exec_id: String::new(),
+            },
+        ))
+        .await
+        .expect("start")
+        .into_inner()
+        .pid;
+    // The two sleeps show up as the shim's children (orphans adopted by the subreaper).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let orphans = loop {
+        let kids: Vec<u32> = children_of(shim)
+            .into_iter()
+            .filter(|(pid, _, cmd)| *pid != init && cmd.contains("sleep 3"))
+            .map(|(pid, _, _)| pid)
+            .collect();
+        if kids.len() == 2 {
+            break kids;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orphans not adopted by the shim {shim}: {:?}; output {:?}",
+            children_of(shim),
+            std::fs::read_to_string(&out)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    // They exit after 3 s; the shim reaps them: no zombie is left (a zombie keeps its /proc
+    // entry, in state Z, until its parent waits for it).
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while orphans.iter().any(|p| ppid_and_state(*p).is_some()) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orphans not reaped: {:?}",
+            orphans
+                .iter()
+                .map(|p| (p, ppid_and_state(*p)))
+                .collect::<Vec<_>>()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let zombies: Vec<_> = children_of(shim)
+        .into_iter()
+        .filter(|(_, state, _)| *state == 'Z')
+        .collect();
+    assert!(zombies.is_empty(), "zombies under the shim: {zombies:?}");
+    // The init itself still runs and is still the shim's.
+    assert_eq!(ppid_and_state(init).map(|(pp, _)| pp), Some(shim));
+    tasks
+        .kill(req(
+            ns,
+            tpb::KillRequest {
+                container_id: id.into(),
+                exec_id: String::new(),
+                signal: 9,
+                all: false,
+            },
+        ))
+        .await
+        .expect("kill");
+    let w = tasks
+        .wait(req(
+            ns,
+            tpb::WaitRequest {
+                container_id: id.into(),
+                exec_id: String::new(),
+            },
+        ))
+        .await
+        .expect("wait")
+        .into_inner();
+    assert_eq!(w.exit_status, 137);
+    tasks
+        .delete(req(
+            ns,
+            tpb::DeleteTaskRequest {
+                container_id: id.into(),
+            },
+        ))
+        .await
+        .expect("delete");
+    assert_eq!(std::fs::read_to_string(&out).expect("output"), "forked\n");
+}

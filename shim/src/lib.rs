@@ -70,14 +70,25 @@ pub async fn serve(cfg: Config, listener: UnixListener) -> Result<(), errdefs::E
     let reaper = Reaper::new();
     tokio::spawn(reaper.clone().run());
     let (events, queue) = Publisher::channel();
-    tokio::spawn(publish::forward(
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    let publisher = tokio::spawn(publish::forward(
         cfg.address.clone(),
         cfg.namespace.clone(),
         queue,
+        closing_rx,
     ));
     let shim = Shim::new(cfg.shim_config(), reaper, events);
-    grpc::serve(shim, listener).await
+    let served = grpc::serve(shim, listener).await;
+    // The last events (TaskDelete just before Shutdown) must not die with the process.
+    let _ = closing.send(true);
+    if tokio::time::timeout(EVENTS_DRAIN, publisher).await.is_err() {
+        tracing::warn!("events still queued at exit were dropped");
+    }
+    served
 }
+
+/// How long an exiting shim keeps trying to publish the events still queued.
+const EVENTS_DRAIN: Duration = Duration::from_secs(2);
 
 /// `delete`: cleanup when the shim is gone: `<runtime> delete --force <id>`, unmount the rootfs.
 /// Returns the protobuf-encoded DeleteResponse to print on stdout (exit status 137).

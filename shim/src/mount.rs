@@ -160,10 +160,65 @@ fn mount_one(m: &MountSpec, target: &Path) -> Result<(), MountError> {
 
 /// Unmounts everything stacked on `target`. Not mounted or missing is fine.
 pub fn unmount_all(target: &Path) -> Result<(), MountError> {
+    drop(detach_all(target)?);
+    Ok(())
+}
+
+/// The mounts [`detach_all`] took off the tree, still pinned by an `O_PATH` descriptor each.
+/// Dropping it releases them: the last reference to a filesystem does the final unmount work
+/// (an overlay syncs its whole upper filesystem then, which takes milliseconds to seconds on a
+/// busy disk), so callers drop it where nobody waits (see [`Detached::release_in_background`]).
+#[derive(Debug, Default)]
+pub struct Detached(Vec<std::os::fd::OwnedFd>);
+
+impl Detached {
+    /// How many mounts were detached.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The pinning descriptors, topmost mount first (each refers to its mount's root).
+    pub fn fds(&self) -> impl Iterator<Item = std::os::fd::BorrowedFd<'_>> {
+        use std::os::fd::AsFd;
+        self.0.iter().map(|fd| fd.as_fd())
+    }
+
+    /// Drops the pins on a short-lived thread (inline if no thread can be started).
+    pub fn release_in_background(self) {
+        if self.0.is_empty() {
+            return;
+        }
+        let spawned = std::thread::Builder::new()
+            .name("unmount".into())
+            .stack_size(64 << 10)
+            .spawn(move || drop(self));
+        if let Err(e) = spawned {
+            tracing::warn!(cause = %e, "no thread for the final unmount; doing it inline");
+        }
+    }
+}
+
+/// Lazily unmounts everything stacked on `target`, keeping each detached mount pinned (see
+/// [`Detached`]). The path is free as soon as this returns: nothing is mounted on it any more
+/// and the directory can be removed. Not mounted or missing is fine.
+pub fn detach_all(target: &Path) -> Result<Detached, MountError> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut pins = Vec::new();
     for _ in 0..64 {
+        // Opening the path resolves to the topmost mount on it; the descriptor keeps that
+        // mount alive after it is detached below.
+        let pin = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_PATH | libc::O_DIRECTORY | libc::O_CLOEXEC)
+            .open(target)
+            .ok();
         match umount2(target, MntFlags::MNT_DETACH) {
-            Ok(()) => continue,
-            Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(()),
+            Ok(()) => pins.extend(pin.map(std::os::fd::OwnedFd::from)),
+            Err(Errno::EINVAL) | Err(Errno::ENOENT) => return Ok(Detached(pins)),
             Err(errno) => {
                 return Err(MountError::Unmount {
                     target: target.to_path_buf(),
@@ -172,7 +227,7 @@ pub fn unmount_all(target: &Path) -> Result<(), MountError> {
             }
         }
     }
-    Ok(())
+    Ok(Detached(pins))
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use prost::Message;
 use proto::events as ev;
 use proto::services::events::events_client::EventsClient;
 use proto::services::events::PublishRequest;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::events::Event;
@@ -169,24 +169,38 @@ fn channel(address: &str) -> Result<Channel, tonic::transport::Error> {
         })))
 }
 
-/// Forwards queued events until the queue closes.
+/// The next queued event; `None` when the queue is closed, or empty once `closing` is set (the
+/// daemon is exiting: what was queued before is still sent).
+async fn next_event(
+    queue: &mut mpsc::UnboundedReceiver<Event>,
+    closing: &mut watch::Receiver<bool>,
+) -> Option<Event> {
+    tokio::select! {
+        biased;
+        e = queue.recv() => e,
+        _ = closing.wait_for(|c| *c) => queue.try_recv().ok(),
+    }
+}
+
+/// Forwards queued events until the queue closes, or until it is empty after `closing` is set.
 pub(crate) async fn forward(
     address: String,
     namespace: String,
     mut queue: mpsc::UnboundedReceiver<Event>,
+    mut closing: watch::Receiver<bool>,
 ) {
     let mut client = match channel(&address) {
         Ok(ch) => EventsClient::new(ch),
         Err(e) => {
             tracing::warn!(cause = %e, %address, "events endpoint; events will not be published");
-            while queue.recv().await.is_some() {}
+            while next_event(&mut queue, &mut closing).await.is_some() {}
             return;
         }
     };
     let mut pending: VecDeque<Event> = VecDeque::new();
     loop {
         if pending.is_empty() {
-            match queue.recv().await {
+            match next_event(&mut queue, &mut closing).await {
                 Some(e) => pending.push_back(e),
                 None => return,
             }

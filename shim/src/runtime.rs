@@ -182,6 +182,7 @@ impl Runtime {
             .stdout(Stdio::from(stdio.stdout))
             .stderr(Stdio::from(stdio.stderr));
         let since = self.log_len();
+        let started = std::time::Instant::now();
         let (child, exit) = self
             .reaper
             .spawn(&mut cmd)
@@ -193,6 +194,7 @@ impl Runtime {
         drop(cmd);
         drop(child);
         let status = exit.await.map(|e| e.status).unwrap_or(255);
+        tracing::debug!(%command, status, micros = started.elapsed().as_micros() as u64, "runtime");
         if status != 0 {
             let message = self
                 .last_error(since)
@@ -222,6 +224,7 @@ impl Runtime {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
         let since = self.log_len();
+        let started = std::time::Instant::now();
         let (mut child, exit) =
             self.reaper
                 .spawn(&mut cmd)
@@ -243,6 +246,7 @@ impl Runtime {
         drop(child);
         let (out, err, exit) = tokio::join!(read_all(stdout), read_all(stderr), exit);
         let status = exit.map(|e| e.status).unwrap_or(255);
+        tracing::debug!(%command, status, micros = started.elapsed().as_micros() as u64, "runtime");
         let out = out.map_err(io_err)?;
         if status != 0 {
             let stderr_text = err

@@ -326,10 +326,10 @@ impl Shim {
         });
     }
 
-    /// Publishes TaskOOM for every OOM event of the init's memory cgroup (v1), until the cgroup
-    /// is removed.
+    /// Publishes TaskOOM for every OOM kill in the init's memory cgroup (v1 or v2), until the
+    /// cgroup is empty or removed.
     fn watch_oom(self: &Arc<Self>, container: &Arc<Container>, pid: u32) {
-        let watch = match oom::memory_cgroup(pid).and_then(oom::OomWatch::new) {
+        let watch = match oom::OomWatch::for_process(pid) {
             Ok(w) => w,
             Err(e) => {
                 tracing::debug!(cause = %e, "no oom notifications");
@@ -508,7 +508,9 @@ impl Shim {
             let _ = tokio::time::timeout(OUTPUT_DRAIN, c.init.wait()).await;
         }
         if c.rootfs_mounted {
-            mount::unmount_all(&c.bundle.join("rootfs"))?;
+            // The rootfs is off the tree at once; the filesystem's final teardown (an overlay
+            // syncs its upper filesystem) runs after the reply.
+            mount::detach_all(&c.bundle.join("rootfs"))?.release_in_background();
         }
         *slot = None;
         let state = c.init.state();

@@ -75,24 +75,56 @@ impl Daemon {
     ) -> Result<(), errdefs::Error> {
         self.meta.update(|tx| {
             tx.ensure_namespace(ns)?;
-            let k = key(ns, digest);
-            if tx.exists(&k)? {
+            if tx.exists(&key(ns, digest))? {
                 return Err(errdefs::Error::already_exists(format!(
                     "content {digest}: already exists"
                 )));
             }
-            let now = Ts::now();
-            tx.put(
-                &k,
-                &BlobRecord {
-                    size,
-                    labels,
-                    created_at: now,
-                    updated_at: now,
-                },
-            )
+            put_blob(tx, ns, digest, size, labels)
         })
     }
+
+    /// Records a blob made here (Diff.Diff) unless the namespace has it already, and adds it to
+    /// `lease` in the same transaction, so no collection can come in between (NotFound if the
+    /// lease does not exist).
+    pub fn record_leased_blob(
+        &self,
+        ns: &str,
+        lease: Option<&str>,
+        digest: &str,
+        size: i64,
+        labels: std::collections::BTreeMap<String, String>,
+    ) -> Result<(), errdefs::Error> {
+        self.meta.update(|tx| {
+            if let Some(lease) = lease {
+                crate::services::leases::add_resource(tx, ns, lease, "content", digest)?;
+            }
+            tx.ensure_namespace(ns)?;
+            if tx.exists(&key(ns, digest))? {
+                return Ok(());
+            }
+            put_blob(tx, ns, digest, size, labels)
+        })
+    }
+}
+
+fn put_blob(
+    tx: &mut crate::meta::Tx<'_>,
+    ns: &str,
+    digest: &str,
+    size: i64,
+    labels: std::collections::BTreeMap<String, String>,
+) -> Result<(), errdefs::Error> {
+    let now = Ts::now();
+    tx.put(
+        &key(ns, digest),
+        &BlobRecord {
+            size,
+            labels,
+            created_at: now,
+            updated_at: now,
+        },
+    )
 }
 
 async fn write_loop(

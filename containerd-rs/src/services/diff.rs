@@ -38,6 +38,18 @@ impl Diff for Service {
 
     async fn diff(&self, req: Request<pb::DiffRequest>) -> Resp<pb::DiffResponse> {
         let ns = namespace(&req)?;
+        let lease = crate::services::leases::lease_of(&req);
+        if let Some(l) = &lease {
+            // Fail before the work when the lease is missing (checked again when recording).
+            if self
+                .0
+                .meta
+                .get::<crate::meta::LeaseRecord>(&format!("l/{ns}/{l}"))?
+                .is_none()
+            {
+                return Err(errdefs::Error::not_found(format!("lease {l}: not found")).into());
+            }
+        }
         let r = req.into_inner();
         let left: Vec<_> = r.left.iter().map(mount_from_proto).collect();
         let right: Vec<_> = r.right.iter().map(mount_from_proto).collect();
@@ -51,11 +63,8 @@ impl Diff for Service {
         let desc = blocking(move || {
             let (digest, size) =
                 crate::diff::compare::diff(&d.content, &left, &right, &media, &d.tmp)?;
-            match d.record_blob(&ns, &digest, size, labels) {
-                Ok(()) => {}
-                Err(e) if e.kind == errdefs::Kind::AlreadyExists => {}
-                Err(e) => return Err(e),
-            }
+            // The new blob joins the request's lease, as containerd's content writer does.
+            d.record_leased_blob(&ns, lease.as_deref(), &digest, size, labels)?;
             Ok(proto::types::Descriptor {
                 media_type: media,
                 digest,

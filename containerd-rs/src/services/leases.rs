@@ -47,18 +47,28 @@ impl Daemon {
         kind: &str,
         id: &str,
     ) -> Result<(), errdefs::Error> {
-        self.meta.update(|tx| {
-            let k = key(ns, lease);
-            let mut l: LeaseRecord = tx
-                .get(&k)?
-                .ok_or_else(|| errdefs::Error::not_found(format!("lease {lease}: not found")))?;
-            let r = (kind.to_string(), id.to_string());
-            if !l.resources.contains(&r) {
-                l.resources.push(r);
-            }
-            tx.put(&k, &l)
-        })
+        self.meta.update(|tx| add_resource(tx, ns, lease, kind, id))
     }
+}
+
+/// Adds a resource to a lease inside a transaction (NotFound if the lease does not exist).
+pub fn add_resource(
+    tx: &mut crate::meta::Tx<'_>,
+    ns: &str,
+    lease: &str,
+    kind: &str,
+    id: &str,
+) -> Result<(), errdefs::Error> {
+    let k = key(ns, lease);
+    let mut l: LeaseRecord = tx
+        .get(&k)?
+        .ok_or_else(|| errdefs::Error::not_found(format!("lease {lease}: not found")))?;
+    let r = (kind.to_string(), id.to_string());
+    if l.resources.contains(&r) {
+        return Ok(());
+    }
+    l.resources.push(r);
+    tx.put(&k, &l)
 }
 
 impl Daemon {

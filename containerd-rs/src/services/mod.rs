@@ -8,6 +8,7 @@ pub mod images;
 pub mod introspection;
 pub mod leases;
 pub mod namespaces;
+pub mod reqlog;
 pub mod snapshots;
 pub mod tasks;
 pub mod version;
@@ -20,13 +21,16 @@ use crate::snapshot::MountSpec;
 use crate::Daemon;
 
 /// Every service plus `grpc.health.v1.Health` (serving).
-pub async fn router(d: Arc<Daemon>) -> Router {
+pub async fn router(
+    d: Arc<Daemon>,
+) -> Router<tower::layer::util::Stack<reqlog::RequestLog, tower::layer::util::Identity>> {
     let (mut reporter, health) = tonic_health::server::health_reporter();
     reporter
         .set_service_status("", tonic_health::ServingStatus::Serving)
         .await;
     use proto::services as s;
     tonic::transport::Server::builder()
+        .layer(reqlog::RequestLog)
         .add_service(health)
         .add_service(s::version::version_server::VersionServer::new(
             version::Service,

@@ -247,6 +247,15 @@ pub fn busybox_rootfs(dir: &Path) -> PathBuf {
 }
 
 pub fn spec(args: &[&str], cgroup: &str) -> prost_types::Any {
+    spec_with_namespaces(args, cgroup, &["pid", "ipc", "uts", "mount"])
+}
+
+/// [`spec`] with the given namespace types.
+pub fn spec_with_namespaces(args: &[&str], cgroup: &str, namespaces: &[&str]) -> prost_types::Any {
+    let namespaces: Vec<serde_json::Value> = namespaces
+        .iter()
+        .map(|t| serde_json::json!({ "type": t }))
+        .collect();
     let spec = serde_json::json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -268,7 +277,7 @@ pub fn spec(args: &[&str], cgroup: &str) -> prost_types::Any {
         ],
         "linux": {
             "cgroupsPath": cgroup,
-            "namespaces": [{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}]
+            "namespaces": namespaces
         }
     });
     proto::any::pack_bytes(
@@ -306,8 +315,20 @@ pub async fn create_io(
     stdout: &str,
     stderr: &str,
 ) -> tonic::transport::Channel {
-    let ch = d.channel().await;
     let cg = cgroup_of(d, id);
+    create_with_spec(d, ns, id, spec(args, &cg), stdout, stderr).await
+}
+
+/// [`create_io`] with a spec of the caller's (see [`spec_with_namespaces`]).
+pub async fn create_with_spec(
+    d: &Daemon,
+    ns: &str,
+    id: &str,
+    spec: prost_types::Any,
+    stdout: &str,
+    stderr: &str,
+) -> tonic::transport::Channel {
+    let ch = d.channel().await;
     ContainersClient::new(ch.clone())
         .create(req(
             ns,
@@ -318,7 +339,7 @@ pub async fn create_io(
                         name: "io.containerd.runc.v2".into(),
                         options: None,
                     }),
-                    spec: Some(spec(args, &cg)),
+                    spec: Some(spec),
                     ..Default::default()
                 }),
             },

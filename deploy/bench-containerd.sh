@@ -3,7 +3,7 @@
 # + containerd-shim-runc-v2, both running runc-rs (`ctr run --runc-binary`), driven by Debian's
 # ctr. Prints side by side:
 #   - the median of `ctr run --rm busybox <id> true` over $RUNS runs (default 15, min 10);
-#   - the RSS of one shim with a running container (busybox sleep);
+#   - the RSS of one shim with a running container (busybox sleep), and its anonymous part;
 #   - the idle RSS of the daemon (image imported, no container running);
 #   - the time from starting the daemon until its socket answers, twice: measured by a small
 #     Rust probe (containerd-rs/examples/answer_time.rs: spawns the daemon, then calls
@@ -11,7 +11,7 @@
 #     sides, so ctr's own start-up, ~10-20 ms, is in both of those figures). Each on a fresh root.
 # Each daemon runs in its own temp root (socket, root, state, namespace, cgroup); everything the
 # script starts is stopped by pid and cleaned by path at exit.
-# Binaries: $ENGINE_BIN_DIR, else target/release (built if missing).
+# Binaries: $ENGINE_BIN_DIR, else deploy/build-release.sh (target/engine-bin).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 REPO=$(pwd)
@@ -20,13 +20,10 @@ RUNS=${RUNS:-15}
 [ "$(id -u)" = 0 ] || { echo "bench: run as root" >&2; exit 1; }
 command -v ctr >/dev/null || { echo "bench: needs ctr (Debian package containerd)" >&2; exit 1; }
 
-BIN=${ENGINE_BIN_DIR:-${CARGO_TARGET_DIR:-$REPO/target}/release}
-if [ ! -x "$BIN/containerd-rs" ] || [ ! -x "$BIN/containerd-shim-rs" ] || [ ! -x "$BIN/runc-rs" ]; then
-  cargo build --release -p containerd-rs -p containerd-shim-rs -p runc-rs -p fixtures >&2
-fi
+TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
+BIN=${ENGINE_BIN_DIR:-$(bash deploy/build-release.sh)}
 MKIMAGE=$BIN/mkimage
-[ -x "$MKIMAGE" ] || cargo build --release -p fixtures --bin mkimage >&2
-PROBE=$BIN/examples/answer_time
+PROBE=$TARGET_DIR/release/examples/answer_time
 [ -x "$PROBE" ] || cargo build --release -p containerd-rs --example answer_time >&2
 
 SUFFIX=$(od -An -N3 -tx1 /dev/urandom | tr -d " \n")
@@ -62,6 +59,9 @@ trap cleanup EXIT
 
 now_us() { echo $(( $(date +%s%N) / 1000 )); }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo 0; }
+# Anonymous memory (heap, stacks, written data): what each further shim adds, since the pages of
+# the executable are one copy in the page cache shared by every shim.
+anon_kib() { awk '/^Anonymous:/ {print $2}' "/proc/$1/smaps_rollup" 2>/dev/null || echo 0; }
 mib() { awk -v k="$1" 'BEGIN { if (k > 0) printf "%.1f MiB", k / 1024; else printf "n/a" }'; }
 median_ms() { sort -n | awk '{a[NR]=$1} END { m = (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2; printf "%.1f", m / 1000 }'; }
 
@@ -107,6 +107,7 @@ measure() {
   pid=$("${C[@]}" task ls | awk '$1 == "idle" {print $2}')
   shim=$(awk '{ sub(/.*\) /, ""); split($0, f, " "); print f[2] }' "/proc/$pid/stat")
   RSS_SHIM=$(rss_kib "$shim")
+  ANON_SHIM=$(anon_kib "$shim")
   SHIM_EXE=$(readlink "/proc/$shim/exe" || echo '?')
   "${C[@]}" task kill -s KILL idle
   "${C[@]}" task delete idle >/dev/null 2>&1 || { sleep 1; "${C[@]}" task delete idle >/dev/null; }
@@ -119,9 +120,9 @@ mkdir -p "$ROOT/ours"
 measure ours "$ROOT/ours/c.sock" "$ROOT/ours/root $ROOT/ours/state" "$BIN/containerd-rs" \
   --address "$ROOT/ours/c.sock" --root "$ROOT/ours/root" --state "$ROOT/ours/state" \
   --shim-binary "$BIN/containerd-shim-rs"
-O=("$MEDIAN_MS" "$RSS_SHIM" "$RSS_IDLE" "$START_MS" "$SHIM_EXE" "$PROBE_MS")
+O=("$MEDIAN_MS" "$RSS_SHIM" "$RSS_IDLE" "$START_MS" "$SHIM_EXE" "$PROBE_MS" "$ANON_SHIM")
 
-K=("n/a" 0 0 "n/a" "-" "n/a") KVER="not installed"
+K=("n/a" 0 0 "n/a" "-" "n/a" 0) KVER="not installed"
 if command -v containerd >/dev/null; then
   KVER=$(containerd --version | awk '{print $3}')
   mkdir -p "$ROOT/real"
@@ -140,12 +141,13 @@ EOF
   echo "containerd $KVER: root $ROOT/real" >&2
   measure real "$ROOT/real/c.sock" "$ROOT/real/root $ROOT/real/state" \
     containerd --config "$ROOT/real/config.toml"
-  K=("$MEDIAN_MS" "$RSS_SHIM" "$RSS_IDLE" "$START_MS" "$SHIM_EXE" "$PROBE_MS")
+  K=("$MEDIAN_MS" "$RSS_SHIM" "$RSS_IDLE" "$START_MS" "$SHIM_EXE" "$PROBE_MS" "$ANON_SHIM")
 fi
 
 printf '\n%-46s %-18s %-18s %s\n' "" "containerd-rs" "containerd $KVER" "target"
 printf '%-46s %-18s %-18s %s\n' "ctr run --rm busybox true (median of $RUNS)" "${O[0]} ms" "${K[0]} ms" "<= 60 ms"
 printf '%-46s %-18s %-18s %s\n' "shim RSS, one running container" "$(mib "${O[1]}")" "$(mib "${K[1]}")" "<= 2 MB"
+printf '%-46s %-18s %-18s %s\n' "  of which anonymous (each further shim)" "$(mib "${O[6]}")" "$(mib "${K[6]}")" ""
 printf '%-46s %-18s %-18s %s\n' "daemon idle RSS" "$(mib "${O[2]}")" "$(mib "${K[2]}")" "<= 10 MB"
 printf '%-46s %-18s %-18s %s\n' "start until the socket answers (Version probe)" "${O[5]} ms" "${K[5]} ms" "<= 30 ms"
 printf '%-46s %-18s %-18s %s\n' "start until \`ctr version\` answers" "${O[3]} ms" "${K[3]} ms" "(ctr start-up included)"

@@ -11,9 +11,7 @@ set -euo pipefail
 N=${1:-30}
 cd "$(dirname "$0")/.."
 if [ -z "${RUNC_RS:-}" ]; then
-  export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$PWD/target}
-  cargo build -q --release -p runc-rs
-  RUNC_RS=$CARGO_TARGET_DIR/release/runc-rs
+  RUNC_RS=$(bash deploy/build-release.sh)/runc-rs
 fi
 WORK=$(mktemp -d /tmp/bench-rt-XXXXXX)
 CG=bench-rt-$$

@@ -11,7 +11,7 @@
 #     20 containers running.
 # Each stack runs in its own temp root with its own sockets and cgroup parent; everything the
 # script starts is stopped by pid and cleaned by path at exit.
-# Binaries: $ENGINE_BIN_DIR, else target/release (built if missing), else /usr/local/bin.
+# Binaries: $ENGINE_BIN_DIR, else deploy/build-release.sh (target/engine-bin), else /usr/local/bin.
 # BENCH_STACK=system measures the stack deploy/setup.sh started (/run/engine-api.sock) instead;
 # BENCH_STACK=docker-only measures only the real Docker stack.
 set -euo pipefail
@@ -34,14 +34,14 @@ log() { printf '  %s\n' "$*" >&2; }
 if [ -n "${ENGINE_BIN_DIR:-}" ]; then
   BIN=$ENGINE_BIN_DIR
 else
-  BIN=${CARGO_TARGET_DIR:-$REPO/target}/release
-  if [ ! -x "$BIN/engine-api" ] && command -v cargo >/dev/null; then
-    cargo build --release --bins >&2
+  BIN=${CARGO_TARGET_DIR:-$REPO/target}/engine-bin
+  if command -v cargo >/dev/null; then
+    BIN=$(bash deploy/build-release.sh)
   fi
   [ -x "$BIN/engine-api" ] || BIN=/usr/local/bin
 fi
 APIBENCH=$BIN/api-bench
-[ -x "$APIBENCH" ] || { echo "bench: $APIBENCH not found (cargo build --release --bins)" >&2; exit 1; }
+[ -x "$APIBENCH" ] || { echo "bench: $APIBENCH not found (deploy/build-release.sh)" >&2; exit 1; }
 MKIMAGE=$BIN/mkimage
 [ -x "$MKIMAGE" ] || MKIMAGE=$(command -v mkimage || true)
 [ -x "$MKIMAGE" ] || { echo "bench: mkimage not found" >&2; exit 1; }

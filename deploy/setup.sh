@@ -53,10 +53,8 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # 3. Release build.
-log "cargo build --release --bins"
-cargo build --release --bins
-TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
-REL=$TARGET_DIR/release
+log "deploy/build-release.sh (cargo build --release; containerd-rs, shim and runc-rs static)"
+REL=$(bash deploy/build-release.sh)
 for b in $DAEMONS mkimage; do
   [ -x "$REL/$b" ] || die "$REL/$b was not built"
 done

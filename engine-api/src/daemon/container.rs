@@ -92,39 +92,43 @@ impl Ctr {
 
     /// Docker's one-line status: `Up 3 seconds`, `Exited (0) 2 minutes ago`, `Created`.
     pub fn status_line(&self) -> String {
-        let s = self.state();
-        let since = |t: &str| {
-            types::parse_time(t)
-                .map(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default())
-                .unwrap_or_default()
-        };
-        match s.status.as_str() {
-            "running" | "paused" => {
-                let mut line = format!("Up {}", types::human_duration(since(&s.started_at)));
-                if s.paused {
-                    line.push_str(" (Paused)");
-                } else if let Some(h) = s.health.as_ref().and_then(super::health::status_suffix) {
-                    line.push_str(&format!(" ({h})"));
-                }
-                line
+        self.update(|r| status_line(&r.state))
+    }
+}
+
+/// [`Ctr::status_line`] of a record's state.
+fn status_line(s: &State) -> String {
+    let since = |t: &str| {
+        types::parse_time(t)
+            .map(|t| (chrono::Utc::now() - t).to_std().unwrap_or_default())
+            .unwrap_or_default()
+    };
+    match s.status.as_str() {
+        "running" | "paused" => {
+            let mut line = format!("Up {}", types::human_duration(since(&s.started_at)));
+            if s.paused {
+                line.push_str(" (Paused)");
+            } else if let Some(h) = s.health.as_ref().and_then(super::health::status_suffix) {
+                line.push_str(&format!(" ({h})"));
             }
-            "restarting" => format!(
-                "Restarting ({}) {} ago",
+            line
+        }
+        "restarting" => format!(
+            "Restarting ({}) {} ago",
+            s.exit_code,
+            types::human_duration(since(&s.finished_at))
+        ),
+        "exited" if types::parse_time(&s.finished_at).is_some() => {
+            format!(
+                "Exited ({}) {} ago",
                 s.exit_code,
                 types::human_duration(since(&s.finished_at))
-            ),
-            "exited" if types::parse_time(&s.finished_at).is_some() => {
-                format!(
-                    "Exited ({}) {} ago",
-                    s.exit_code,
-                    types::human_duration(since(&s.finished_at))
-                )
-            }
-            "exited" => format!("Exited ({})", s.exit_code),
-            "removing" => "Removal In Progress".to_string(),
-            "dead" => "Dead".to_string(),
-            _ => "Created".to_string(),
+            )
         }
+        "exited" => format!("Exited ({})", s.exit_code),
+        "removing" => "Removal In Progress".to_string(),
+        "dead" => "Dead".to_string(),
+        _ => "Created".to_string(),
     }
 }
 
@@ -402,44 +406,38 @@ impl Daemon {
         filters: &BTreeMap<String, Vec<String>>,
     ) -> Result<Vec<Value>> {
         let mut ctrs = self.all();
-        ctrs.sort_by_key(|c| std::cmp::Reverse(c.update(|r| r.created.clone())));
+        ctrs.sort_by_cached_key(|c| std::cmp::Reverse(c.update(|r| r.created.clone())));
+        let shown = |rec: &ContainerRecord| {
+            all || rec.state.running
+                || filters.contains_key("status")
+                || filters.contains_key("exited")
+        };
         let mut out = Vec::new();
         for c in ctrs {
-            let rec = c.record();
-            if !all
-                && !rec.state.running
-                && !filters.contains_key("status")
-                && !filters.contains_key("exited")
-            {
-                continue;
-            }
-            if !self.filter_matches(&rec, filters).await {
-                continue;
-            }
-            let mut v = json!({
-                "Id": rec.id,
-                "Names": [rec.name],
-                "Image": rec.config.image,
-                "ImageID": rec.image,
-                "Command": command_line(&rec),
-                "Created": types::parse_time(&rec.created).map(|t| t.timestamp()).unwrap_or(0),
-                "Ports": [],
-                "Labels": rec.config.labels.clone().unwrap_or_default(),
-                "State": rec.state.status,
-                "Status": c.status_line(),
-                "HostConfig": {"NetworkMode": rec.host_config.network_mode},
-                "NetworkSettings": {"Networks": {}},
-                "Mounts": [],
-            });
+            // Without filters the entry is built under the record's lock, from borrowed fields:
+            // no copy of the whole record (config, host config, health log) per container.
+            let mut v = if filters.is_empty() {
+                match c.update(|rec| shown(rec).then(|| list_entry(rec))) {
+                    Some(v) => v,
+                    None => continue,
+                }
+            } else {
+                let rec = c.record();
+                if !shown(&rec) || !self.filter_matches(&rec, filters).await {
+                    continue;
+                }
+                list_entry(&rec)
+            };
             if size {
+                let (id, image) = c.update(|r| (r.id.clone(), r.image.clone()));
                 let rw = self
                     .cd
-                    .snapshot_usage(&self.config.snapshotter, &rec.id)
+                    .snapshot_usage(&self.config.snapshotter, &id)
                     .await
                     .unwrap_or(0);
                 let image = self
                     .images
-                    .get(&rec.image)
+                    .get(&image)
                     .await
                     .map(|i| i.meta.size)
                     .unwrap_or(0);
@@ -584,6 +582,25 @@ impl Daemon {
 
 /// `ps`'s Command column: the command line, as dockerd joins it (arguments with spaces in
 /// single quotes).
+/// One entry of `GET /containers/json`.
+fn list_entry(rec: &ContainerRecord) -> Value {
+    json!({
+        "Id": rec.id,
+        "Names": [rec.name],
+        "Image": rec.config.image,
+        "ImageID": rec.image,
+        "Command": command_line(rec),
+        "Created": types::parse_time(&rec.created).map(|t| t.timestamp()).unwrap_or(0),
+        "Ports": [],
+        "Labels": rec.config.labels.as_ref().unwrap_or(&BTreeMap::new()),
+        "State": rec.state.status,
+        "Status": status_line(&rec.state),
+        "HostConfig": {"NetworkMode": rec.host_config.network_mode},
+        "NetworkSettings": {"Networks": {}},
+        "Mounts": [],
+    })
+}
+
 pub(crate) fn command_line(rec: &ContainerRecord) -> String {
     let mut parts = vec![rec.path.clone()];
     parts.extend(rec.args.iter().map(|a| {

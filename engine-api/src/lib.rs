@@ -15,6 +15,7 @@ pub mod images;
 pub mod initbin;
 pub mod observability;
 pub mod reference;
+pub mod security;
 pub mod server;
 pub mod spec;
 pub mod store;

@@ -54,6 +54,8 @@ pub enum SpecError {
     NoInit,
     #[error("invalid capability {0:?}")]
     Capability(String),
+    #[error("{0}")]
+    SecurityOpt(String),
     #[error("error gathering device information while adding custom device {path:?}: {source}")]
     Device {
         path: String,
@@ -148,7 +150,8 @@ fn lookup_by_uid(file: Option<&str>, uid: u32) -> Option<u32> {
     None
 }
 
-fn capabilities(hc: &HostConfig) -> Result<Vec<String>, SpecError> {
+/// The container's capability set (`--privileged`, `--cap-add`, `--cap-drop`).
+pub fn capabilities(hc: &HostConfig) -> Result<Vec<String>, SpecError> {
     let norm = |c: &str| -> String {
         let up = c.to_ascii_uppercase();
         if up.starts_with("CAP_") {
@@ -163,7 +166,7 @@ fn capabilities(hc: &HostConfig) -> Result<Vec<String>, SpecError> {
         .flatten()
         .any(|c| c.eq_ignore_ascii_case("ALL"));
     let mut caps: Vec<String> = if hc.privileged || all {
-        ALL_CAPS.iter().map(|s| s.to_string()).collect()
+        all_caps()
     } else {
         DEFAULT_CAPS.iter().map(|s| s.to_string()).collect()
     };
@@ -197,7 +200,7 @@ fn capabilities(hc: &HostConfig) -> Result<Vec<String>, SpecError> {
     Ok(caps)
 }
 
-const ALL_CAPS: [&str; 41] = [
+pub const ALL_CAPS: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",
@@ -240,6 +243,29 @@ const ALL_CAPS: [&str; 41] = [
     "CAP_BPF",
     "CAP_CHECKPOINT_RESTORE",
 ];
+
+/// Every capability this daemon can hand on: [`ALL_CAPS`] that are in its own bounding set.
+/// (A root without CAP_SYS_RESOURCE, as in some sandboxes, cannot grant it: `--privileged`
+/// gets the rest instead of failing in capset.)
+pub fn all_caps() -> Vec<String> {
+    static BOUNDING: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let bounding = *BOUNDING.get_or_init(|| {
+        std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("CapBnd:"))
+                    .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            })
+            .unwrap_or(u64::MAX)
+    });
+    ALL_CAPS
+        .iter()
+        .enumerate()
+        .filter(|(bit, _)| bounding & (1u64 << bit) != 0)
+        .map(|(_, c)| c.to_string())
+        .collect()
+}
 
 fn device_numbers(path: &str) -> Result<(u64, u64), SpecError> {
     let md = std::fs::metadata(path).map_err(|source| SpecError::Device {
@@ -393,6 +419,9 @@ pub fn generate(rec: &ContainerRecord, ctx: &SpecContext<'_>) -> Result<Value, S
         });
     }
     let caps = capabilities(hc)?;
+    let security = crate::security::parse(hc.security_opt.as_deref().unwrap_or_default())?;
+    let seccomp = crate::security::profile(&security, hc.privileged, &caps)?;
+    let unmasked = hc.privileged || security.unmasked_paths;
     let mut args = process_args(rec);
     let dir = ctx.container_dir;
     let mut mounts = vec![
@@ -475,10 +504,16 @@ pub fn generate(rec: &ContainerRecord, ctx: &SpecContext<'_>) -> Result<Value, S
             "resources": resources(hc)?,
             "cgroupsPath": format!("/{parent}/{}", rec.id),
             "namespaces": namespaces,
-            "maskedPaths": if hc.privileged { json!([]) } else { json!(MASKED) },
-            "readonlyPaths": if hc.privileged { json!([]) } else { json!(READONLY) },
+            "maskedPaths": if unmasked { json!([]) } else { json!(MASKED) },
+            "readonlyPaths": if unmasked { json!([]) } else { json!(READONLY) },
         },
     });
+    if let Some(seccomp) = seccomp {
+        spec["linux"]["seccomp"] = seccomp;
+    }
+    if security.no_new_privileges {
+        spec["process"]["noNewPrivileges"] = json!(true);
+    }
     if let Some(size) = hc
         .console_size
         .as_ref()

@@ -70,3 +70,47 @@ fn unknown_container_is_404() {
     }
     assert!(procfs::alive(s.engine_pid()));
 }
+
+#[test]
+fn failed_start_of_an_rm_container_ends_the_run_and_removes_it() {
+    let s = Stack::start();
+    // The CLI waits for `condition=removed`: dockerd removes an --rm container whose start
+    // failed, and the CLI exits with 127 (command not found) or 126 (not executable).
+    let out = s.docker(&["run", "--rm", "busybox", "/nonexistent"]);
+    assert_eq!(
+        out.status.code(),
+        Some(127),
+        "{}",
+        integration::describe(&out)
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("/nonexistent"),
+        "{}",
+        integration::describe(&out)
+    );
+    let out = s.docker(&["run", "--rm", "busybox", "/etc/passwd"]);
+    assert_eq!(
+        out.status.code(),
+        Some(126),
+        "{}",
+        integration::describe(&out)
+    );
+    assert_eq!(s.docker_ok(&["ps", "-aq"]), "");
+    // Without --rm the container stays, created, with the error and exit code recorded.
+    let out = s.docker(&["run", "--name", "bad", "busybox", "/nonexistent"]);
+    assert_eq!(
+        out.status.code(),
+        Some(127),
+        "{}",
+        integration::describe(&out)
+    );
+    assert_eq!(
+        s.docker_ok(&[
+            "inspect",
+            "-f",
+            "{{.State.Status}} {{.State.ExitCode}}",
+            "bad"
+        ]),
+        "created 127"
+    );
+}

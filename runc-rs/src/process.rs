@@ -151,12 +151,19 @@ fn is_executable(p: &Path) -> bool {
 /// Finds args[0] on the PATH of `env`, as runc does before it reports success.
 pub fn find_executable(arg0: &str, env: &[String]) -> Result<PathBuf> {
     if arg0.contains('/') {
-        if is_executable(Path::new(arg0)) {
-            return Ok(PathBuf::from(arg0));
-        }
-        return Err(Error::Init(format!(
-            "exec: {arg0:?}: stat {arg0}: no such file or executable"
-        )));
+        // runc's (Go's exec.LookPath) wording, which clients match on: the docker CLI exits
+        // 127 for "no such file or directory" and 126 for "permission denied".
+        return match std::fs::metadata(arg0) {
+            Err(e) => {
+                let errno = nix::errno::Errno::from_raw(e.raw_os_error().unwrap_or(libc::ENOENT));
+                Err(Error::Init(format!(
+                    "exec: {arg0:?}: stat {arg0}: {}",
+                    errno.desc().to_lowercase()
+                )))
+            }
+            Ok(_) if is_executable(Path::new(arg0)) => Ok(PathBuf::from(arg0)),
+            Ok(_) => Err(Error::Init(format!("exec: {arg0:?}: permission denied"))),
+        };
     }
     let path = env
         .iter()

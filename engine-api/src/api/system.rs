@@ -163,7 +163,7 @@ pub(super) async fn info(State(d): State<Arc<Daemon>>) -> Result<Json<Value>> {
         "ContainerdCommit": {"ID": containerd_version},
         "RuncCommit": {"ID": ""},
         "InitCommit": {"ID": ""},
-        "SecurityOptions": [],
+        "SecurityOptions": ["name=seccomp,profile=builtin"],
         "Warnings": null,
     })))
 }

@@ -175,7 +175,18 @@ impl Daemon {
         if cfg.tty && !env.iter().any(|e| e.starts_with("TERM=")) {
             env.push("TERM=xterm".to_string());
         }
-        let caps: Vec<&str> = spec::DEFAULT_CAPS.to_vec();
+        // As dockerd: the container's capabilities (all of them for `exec --privileged`), and
+        // its no-new-privileges.
+        let hc = &rec.host_config;
+        let caps: Vec<String> = if cfg.privileged {
+            spec::all_caps()
+        } else {
+            spec::capabilities(hc).map_err(|e| ApiError::invalid(e.to_string()))?
+        };
+        let no_new_privileges =
+            crate::security::parse(hc.security_opt.as_deref().unwrap_or_default())
+                .map(|o| o.no_new_privileges)
+                .unwrap_or(false);
         let cwd = if !cfg.working_dir.is_empty() {
             cfg.working_dir.clone()
         } else if !rec.config.working_dir.is_empty() {
@@ -190,6 +201,7 @@ impl Daemon {
             "env": env,
             "cwd": cwd,
             "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "noNewPrivileges": no_new_privileges,
         });
         if let Some(size) = cfg
             .console_size

@@ -53,6 +53,18 @@ fn fingerprint(rec: &types::ContainerRecord) -> String {
 impl Daemon {
     /// `POST /containers/{id}/start`. `Ok(false)` when it was already running (304).
     pub async fn start(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<bool> {
+        let started = self.start_op(c).await;
+        // As dockerd: an `--rm` container whose start failed is removed, so that a client
+        // waiting for `condition=removed` (`docker run --rm`) gets its answer and exits.
+        if started.is_err() && c.update(|r| r.host_config.auto_remove) {
+            if let Err(e) = self.remove(c, true, true).await {
+                tracing::warn!(container_id = %c.id, error = %e, "remove after failed start");
+            }
+        }
+        started
+    }
+
+    async fn start_op(self: &Arc<Self>, c: &Arc<Ctr>) -> Result<bool> {
         let _op = c.op.lock().await;
         if c.is_running() {
             return Ok(false);

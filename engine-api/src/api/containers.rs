@@ -57,12 +57,18 @@ pub(super) async fn create(
         .into_response())
 }
 
-pub(super) async fn list(State(d): State<Arc<Daemon>>, Query(q): Q) -> Result<Json<Vec<Value>>> {
+pub(super) async fn list(
+    State(d): State<Arc<Daemon>>,
+    Query(q): Q,
+) -> Result<Json<Vec<crate::daemon::ListEntry>>> {
     let filters =
         events::parse_filters(q.get("filters").map(String::as_str)).map_err(ApiError::invalid)?;
     let limit = qint(&q, "limit")?.filter(|l| *l > 0).map(|l| l as usize);
     let all = qbool(&q, "all") || limit.is_some();
-    Ok(Json(d.list(all, limit, qbool(&q, "size"), &filters).await?))
+    Ok(Json(
+        d.list_entries(all, limit, qbool(&q, "size"), &filters)
+            .await?,
+    ))
 }
 
 pub(super) async fn inspect(

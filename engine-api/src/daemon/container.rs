@@ -399,7 +399,7 @@ impl Daemon {
         Ok(())
     }
 
-    /// `GET /containers/json`.
+    /// `GET /containers/json`, as JSON values.
     pub async fn list(
         &self,
         all: bool,
@@ -407,6 +407,21 @@ impl Daemon {
         size: bool,
         filters: &BTreeMap<String, Vec<String>>,
     ) -> Result<Vec<Value>> {
+        let entries = self.list_entries(all, limit, size, filters).await?;
+        Ok(entries
+            .iter()
+            .filter_map(|e| serde_json::to_value(e).ok())
+            .collect())
+    }
+
+    /// `GET /containers/json`: typed entries, serialized without a JSON value tree.
+    pub async fn list_entries(
+        &self,
+        all: bool,
+        limit: Option<usize>,
+        size: bool,
+        filters: &BTreeMap<String, Vec<String>>,
+    ) -> Result<Vec<ListEntry>> {
         let mut ctrs = self.all();
         ctrs.sort_by_cached_key(|c| std::cmp::Reverse(c.update(|r| r.created.clone())));
         let shown = |rec: &ContainerRecord| {
@@ -443,8 +458,8 @@ impl Daemon {
                     .await
                     .map(|i| i.meta.size)
                     .unwrap_or(0);
-                v["SizeRw"] = json!(rw);
-                v["SizeRootFs"] = json!(rw + image);
+                v.size_rw = Some(rw);
+                v.size_root_fs = Some(rw + image);
             }
             out.push(v);
             if limit.is_some_and(|l| l > 0 && out.len() >= l) {
@@ -584,23 +599,66 @@ impl Daemon {
 
 /// `ps`'s Command column: the command line, as dockerd joins it (arguments with spaces in
 /// single quotes).
-/// One entry of `GET /containers/json`.
-fn list_entry(rec: &ContainerRecord) -> Value {
-    json!({
-        "Id": rec.id,
-        "Names": [rec.name],
-        "Image": rec.config.image,
-        "ImageID": rec.image,
-        "Command": command_line(rec),
-        "Created": types::parse_time(&rec.created).map(|t| t.timestamp()).unwrap_or(0),
-        "Ports": [],
-        "Labels": rec.config.labels.as_ref().unwrap_or(&BTreeMap::new()),
-        "State": rec.state.status,
-        "Status": status_line(&rec.state),
-        "HostConfig": {"NetworkMode": rec.host_config.network_mode},
-        "NetworkSettings": {"Networks": {}},
-        "Mounts": [],
-    })
+/// One entry of `GET /containers/json`, in dockerd's field order.
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListEntry {
+    pub id: String,
+    pub names: [String; 1],
+    pub image: String,
+    #[serde(rename = "ImageID")]
+    pub image_id: String,
+    pub command: String,
+    pub created: i64,
+    pub ports: [(); 0],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_rw: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub size_root_fs: Option<i64>,
+    pub labels: BTreeMap<String, String>,
+    pub state: String,
+    pub status: String,
+    pub host_config: ListHostConfig,
+    pub network_settings: ListNetworks,
+    pub mounts: [(); 0],
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListHostConfig {
+    pub network_mode: String,
+}
+
+#[derive(Debug, serde::Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ListNetworks {
+    pub networks: BTreeMap<String, Value>,
+}
+
+fn list_entry(rec: &ContainerRecord) -> ListEntry {
+    ListEntry {
+        id: rec.id.clone(),
+        names: [rec.name.clone()],
+        image: rec.config.image.clone(),
+        image_id: rec.image.clone(),
+        command: command_line(rec),
+        created: types::parse_time(&rec.created)
+            .map(|t| t.timestamp())
+            .unwrap_or(0),
+        ports: [],
+        size_rw: None,
+        size_root_fs: None,
+        labels: rec.config.labels.clone().unwrap_or_default(),
+        state: rec.state.status.clone(),
+        status: status_line(&rec.state),
+        host_config: ListHostConfig {
+            network_mode: rec.host_config.network_mode.clone(),
+        },
+        network_settings: ListNetworks {
+            networks: BTreeMap::new(),
+        },
+        mounts: [],
+    }
 }
 
 pub(crate) fn command_line(rec: &ContainerRecord) -> String {

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
 pub use commit::CommitRequest;
-pub use container::{Ctr, Gen};
+pub use container::{Ctr, Gen, ListEntry};
 pub use exec::{ExecConfig, ExecInfo};
 pub use update::UpdateConfig;
 

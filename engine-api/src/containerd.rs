@@ -516,10 +516,24 @@ impl Containerd {
         {
             Ok(_) => Ok(()),
             Err(s) if s.code() == tonic::Code::AlreadyExists => {
-                self.delete_container(&n.id).await?;
-                cl.create(self.req(containers::CreateContainerRequest { container: Some(c) }))
-                    .await
-                    .map_err(status_ctx("containers.create"))?;
+                // Replace it in place (Update without a mask: labels, spec, image, snapshot
+                // key). Deleting and re-creating would leave the snapshot unreferenced in
+                // between, and a GC run in that window (containerd collects after deletions)
+                // would take the container's writable layer with it.
+                let updated = cl
+                    .update(self.req(containers::UpdateContainerRequest {
+                        container: Some(c.clone()),
+                        update_mask: None,
+                    }))
+                    .await;
+                if let Err(e) = updated {
+                    // A peer that refuses the replacement (an immutable field changed).
+                    tracing::debug!(error = %e, id = %n.id, "containers.update; re-creating");
+                    self.delete_container(&n.id).await?;
+                    cl.create(self.req(containers::CreateContainerRequest { container: Some(c) }))
+                        .await
+                        .map_err(status_ctx("containers.create"))?;
+                }
                 Ok(())
             }
             Err(s) => Err(status_ctx("containers.create")(s)),

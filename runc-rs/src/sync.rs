@@ -23,9 +23,22 @@ pub fn pair() -> Result<(OwnedFd, OwnedFd)> {
     .ctx(|| "socketpair".into())
 }
 
+/// Sends one message. When the peer has already gone (EPIPE/ECONNRESET), the `err:` message
+/// it left behind is the error reported, not the broken pipe: an init that fails early (a bad
+/// spec field) may exit before it reads what the parent sends next.
 pub fn send(fd: &OwnedFd, msg: &[u8]) -> Result<()> {
-    nix::unistd::write(fd, msg).ctx(|| "write sync message".into())?;
-    Ok(())
+    match nix::unistd::write(fd, msg) {
+        Ok(_) => Ok(()),
+        Err(e @ (nix::Error::EPIPE | nix::Error::ECONNRESET)) => {
+            if let Ok(left) = recv(fd) {
+                if let Some(m) = left.strip_prefix(ERR) {
+                    return Err(Error::Init(String::from_utf8_lossy(m).into_owned()));
+                }
+            }
+            Err(Error::sys("write sync message", e))
+        }
+        Err(e) => Err(Error::sys("write sync message", e)),
+    }
 }
 
 /// Reads one message; an empty vector means the peer closed its end.

@@ -83,6 +83,10 @@ pub struct IngestState {
 pub struct ContentStore {
     root: PathBuf,
     locks: Mutex<HashSet<String>>,
+    /// Held by whoever puts a blob file in place and records it (Write commit, Diff.Diff), and
+    /// by the collector while it re-checks a blob and removes its file: a blob recorded anew
+    /// after the collection's transaction keeps its file.
+    gate: Mutex<()>,
 }
 
 /// Holds a ref's lock for the life of a Write stream.
@@ -123,7 +127,16 @@ impl ContentStore {
         Ok(Self {
             root: root.to_path_buf(),
             locks: Mutex::new(HashSet::new()),
+            gate: Mutex::new(()),
         })
+    }
+
+    /// See the `gate` field.
+    pub fn gate(&self) -> std::sync::MutexGuard<'_, ()> {
+        match self.gate.lock() {
+            Ok(g) => g,
+            Err(p) => p.into_inner(),
+        }
     }
 
     pub fn blob_path(&self, digest: &str) -> Result<PathBuf, ContentError> {

@@ -238,7 +238,20 @@ pub fn collect(d: &Daemon) -> Result<Collected, errdefs::Error> {
         Ok(gone)
     })?;
     for dg in removed_blobs {
-        if d.content.remove_blob(&dg).is_ok() {
+        // A writer may have recorded the digest again since the transaction: its file stays.
+        let _gate = d.content.gate();
+        let recorded_again = d
+            .meta
+            .update(|tx| {
+                for (ns, _) in tx.list::<NamespaceRecord>("ns/")? {
+                    if tx.exists(&format!("b/{ns}/{dg}"))? {
+                        return Ok(true);
+                    }
+                }
+                Ok(false)
+            })
+            .unwrap_or(true);
+        if !recorded_again && d.content.remove_blob(&dg).is_ok() {
             done.blobs += 1;
         }
     }

@@ -88,10 +88,21 @@ fn events_stream_live_with_filters() {
     let s = Stack::start();
     let (_, base) = busybox_fixture();
     let fmt = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}";
-    let images = Stream::start(&s, &["--filter", "type=image", "--format", fmt]);
+    // `--since` now: an event sent before a slow CLI has subscribed is replayed, not lost.
+    let t = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock");
+    let since = format!("{}.{:09}", t.as_secs(), t.subsec_nanos());
+    let since = since.as_str();
+    let images = Stream::start(
+        &s,
+        &["--since", since, "--filter", "type=image", "--format", fmt],
+    );
     let ctr = Stream::start(
         &s,
         &[
+            "--since",
+            since,
             "--filter",
             "container=watched",
             "--filter",
@@ -105,6 +116,8 @@ fn events_stream_live_with_filters() {
     let by_image = Stream::start(
         &s,
         &[
+            "--since",
+            since,
             "--filter",
             "image=busybox",
             "--format",

@@ -212,6 +212,7 @@ async fn write_loop(
                 }
                 resp.offset = st.offset;
                 if action == WriteAction::Commit {
+                    let _gate = d.content.gate();
                     if let (Some(l), false) = (&lease, st.expected.is_empty()) {
                         d.lease_add(&ns, l, "content", &st.expected)?;
                     }

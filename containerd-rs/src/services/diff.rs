@@ -61,6 +61,7 @@ impl Diff for Service {
         let d = self.0.clone();
         let labels = to_btree(&r.labels);
         let desc = blocking(move || {
+            let _gate = d.content.gate();
             let (digest, size) =
                 crate::diff::compare::diff(&d.content, &left, &right, &media, &d.tmp)?;
             // The new blob joins the request's lease, as containerd's content writer does.

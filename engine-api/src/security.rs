@@ -72,6 +72,11 @@ pub fn parse(opts: &[String]) -> Result<SecurityOpts, SpecError> {
     Ok(out)
 }
 
+/// [`parse`] of a container's `HostConfig.SecurityOpt`.
+pub fn of(hc: &crate::types::HostConfig) -> Result<SecurityOpts, SpecError> {
+    parse(hc.security_opt.as_deref().unwrap_or_default())
+}
+
 fn invalid(opt: &str) -> SpecError {
     SpecError::SecurityOpt(format!("invalid --security-opt 2: {opt:?}"))
 }

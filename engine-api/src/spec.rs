@@ -200,7 +200,7 @@ pub fn capabilities(hc: &HostConfig) -> Result<Vec<String>, SpecError> {
     Ok(caps)
 }
 
-pub const ALL_CAPS: [&str; 41] = [
+const ALL_CAPS: [&str; 41] = [
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
     "CAP_DAC_READ_SEARCH",
@@ -419,7 +419,7 @@ pub fn generate(rec: &ContainerRecord, ctx: &SpecContext<'_>) -> Result<Value, S
         });
     }
     let caps = capabilities(hc)?;
-    let security = crate::security::parse(hc.security_opt.as_deref().unwrap_or_default())?;
+    let security = crate::security::of(hc)?;
     let seccomp = crate::security::profile(&security, hc.privileged, &caps)?;
     let unmasked = hc.privileged || security.unmasked_paths;
     let mut args = process_args(rec);

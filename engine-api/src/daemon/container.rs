@@ -291,8 +291,7 @@ impl Daemon {
                 "can't create 'AutoRemove' container with restart policy",
             ));
         }
-        crate::security::parse(hc.security_opt.as_deref().unwrap_or_default())
-            .map_err(|e| ApiError::invalid(e.to_string()))?;
+        crate::security::of(&hc).map_err(|e| ApiError::invalid(e.to_string()))?;
         if hc.memory > 0 && hc.memory < 6 * 1024 * 1024 {
             return Err(ApiError::invalid("Minimum memory limit allowed is 6MB"));
         }

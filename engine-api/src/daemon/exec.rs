@@ -183,10 +183,9 @@ impl Daemon {
         } else {
             spec::capabilities(hc).map_err(|e| ApiError::invalid(e.to_string()))?
         };
-        let no_new_privileges =
-            crate::security::parse(hc.security_opt.as_deref().unwrap_or_default())
-                .map(|o| o.no_new_privileges)
-                .unwrap_or(false);
+        let no_new_privileges = crate::security::of(hc)
+            .map(|o| o.no_new_privileges)
+            .unwrap_or(false);
         let cwd = if !cfg.working_dir.is_empty() {
             cfg.working_dir.clone()
         } else if !rec.config.working_dir.is_empty() {

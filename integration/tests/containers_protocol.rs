@@ -1,6 +1,6 @@
 //! The Engine API's wire protocol seen on a raw socket: the hijacked attach (101 UPGRADED,
 //! multiplexed frames, raw tty stream, stdin half-close, attach before start), wait's early
-//! headers and conditions, version prefixes and error shapes.
+//! headers and conditions, version prefixes and error shapes, followed logs that outlive a remove.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::Shutdown;
@@ -300,4 +300,53 @@ fn versions_prefixes_and_error_shapes() {
     );
     assert_eq!(r.status, 409, "{}", r.body);
     assert!(procfs::alive(s.init_pid(&id)));
+}
+
+/// Reads a chunked body to its end.
+fn chunked_body(r: &mut BufReader<UnixStream>) -> Vec<u8> {
+    let mut body = Vec::new();
+    loop {
+        let mut size = String::new();
+        r.read_line(&mut size).expect("chunk size");
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or_else(|_| panic!("size {size:?}"));
+        let mut buf = vec![0u8; n + 2];
+        r.read_exact(&mut buf).expect("chunk");
+        if n == 0 {
+            return body;
+        }
+        body.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// docker-py's `containers.run(remove=True)`: it opens `logs?follow=1`, waits, removes the
+/// container and only then reads the logs body. The output must still be all there.
+#[test]
+fn followed_logs_survive_a_remove_before_the_body_is_read() {
+    let s = Stack::start();
+    for round in 0..5 {
+        let id = create(
+            &s,
+            r#"{"Image":"busybox","Cmd":["sh","-c","echo data; echo more"]}"#,
+        );
+        let r = s.api("POST", &format!("/containers/{id}/start"), None);
+        assert_eq!(r.status, 204, "{}", r.body);
+        let (mut body, status, headers) = request_head(
+            &s,
+            "GET",
+            &format!("/v1.50/containers/{id}/logs?follow=1&stdout=1&stderr=1"),
+            "",
+            "",
+        );
+        assert!(status.contains("200"), "{status} {headers:?}");
+        let r = s.api("POST", &format!("/containers/{id}/wait"), None);
+        assert_eq!(r.json()["StatusCode"], 0, "{}", r.body);
+        let r = s.api("DELETE", &format!("/containers/{id}"), None);
+        assert_eq!(r.status, 204, "{}", r.body);
+        let data = chunked_body(&mut body);
+        assert_eq!(
+            frames(&data),
+            vec![(1, "data\n".to_string()), (1, "more\n".to_string())],
+            "round {round}"
+        );
+    }
 }

@@ -1,5 +1,5 @@
 //! `GET /containers/{id}/logs` from the json-file log: tail, since/until, timestamps, follow.
-use std::io::{BufRead, Seek, SeekFrom};
+use std::io::BufRead;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -87,28 +87,29 @@ fn render(e: &Entry, o: &LogOptions, tty: bool) -> Option<Bytes> {
 
 impl Daemon {
     /// Streams the log; the receiver ends when everything (or, with follow, the run) is done.
+    ///
+    /// The file is opened before this returns, so a `docker rm` racing the request (docker-py's
+    /// `run(remove=True)` removes the container before it reads the logs body) cannot take it away.
     pub fn logs(self: &Arc<Self>, c: Arc<Ctr>, o: LogOptions) -> mpsc::Receiver<Bytes> {
         let (tx, rx) = mpsc::channel(64);
         let path = self.log_path(&c.id);
         let tty = c.record().config.tty;
+        let Ok(file) = std::fs::File::open(&path) else {
+            return rx;
+        };
         tokio::task::spawn_blocking(move || {
-            let Ok(file) = std::fs::File::open(&path) else {
-                return;
-            };
             let mut reader = std::io::BufReader::new(file);
             let mut entries = Vec::new();
             let mut line = String::new();
             while reader.read_line(&mut line).unwrap_or(0) > 0 {
-                if line.ends_with('\n') {
-                    if let Some(e) = parse_line(&line) {
-                        entries.push(e);
-                    }
-                    line.clear();
-                } else {
+                if !line.ends_with('\n') {
                     break;
                 }
+                if let Some(e) = parse_line(&line) {
+                    entries.push(e);
+                }
+                line.clear();
             }
-            let mut pos = reader.stream_position().unwrap_or(0) - line.len() as u64;
             let wanted: Vec<&Entry> = entries
                 .iter()
                 .filter(|e| (e.stream == STDOUT && o.stdout) || (e.stream == STDERR && o.stderr))
@@ -127,21 +128,13 @@ impl Daemon {
             if !o.follow {
                 return;
             }
+            // Follow on the same descriptor; `line` may hold the start of a line still being written.
             loop {
+                // Read before draining: a run that ends after this check is drained next round.
                 let running = c.is_running() || c.update(|r| r.state.restarting);
-                let mut reader = match std::fs::File::open(&path) {
-                    Ok(f) => std::io::BufReader::new(f),
-                    Err(_) => return,
-                };
-                if reader.seek(SeekFrom::Start(pos)).is_err() {
-                    return;
-                }
-                let mut line = String::new();
                 loop {
-                    line.clear();
                     match reader.read_line(&mut line) {
                         Ok(n) if n > 0 && line.ends_with('\n') => {
-                            pos += n as u64;
                             if let Some(e) = parse_line(&line) {
                                 if o.until.is_some_and(|u| e.nanos > u) {
                                     return;
@@ -152,7 +145,9 @@ impl Daemon {
                                     }
                                 }
                             }
+                            line.clear();
                         }
+                        Ok(n) if n > 0 => {}
                         _ => break,
                     }
                 }

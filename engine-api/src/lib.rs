@@ -19,6 +19,7 @@ pub mod security;
 pub mod server;
 pub mod spec;
 pub mod store;
+pub mod sysinfo;
 pub mod types;
 
 pub use api::router;

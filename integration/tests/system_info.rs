@@ -49,7 +49,6 @@ fn info_shows_driver_runtimes_counts_and_root() {
         " Storage Driver: overlayfs".to_string(),
         "  driver-type: io.containerd.snapshotter.v1".to_string(),
         " Cgroup Driver: cgroupfs".to_string(),
-        " Runtimes: crun runc runc-rs".to_string(),
         " Default Runtime: runc-rs".to_string(),
         format!(" containerd version: {cd_version}"),
         format!(" Docker Root Dir: {}", s.root.join("data").display()),
@@ -60,6 +59,7 @@ fn info_shows_driver_runtimes_counts_and_root() {
             "docker info lacks {want:?}:\n{text}"
         );
     }
+    assert_eq!(runtimes(&text), ["crun", "runc", "runc-rs"], "{text}");
     assert!(!cd_version.is_empty());
     let info: serde_json::Value =
         serde_json::from_str(&s.docker_ok(&["info", "--format", "{{json .}}"])).expect("json");
@@ -195,7 +195,7 @@ fn daemon_json_adds_runtimes_and_sets_the_default() {
     });
     let _ = std::fs::remove_dir_all(&dir);
     let text = s.docker_ok(&["info"]);
-    assert!(text.contains(" Runtimes: runc runc-rs\n"), "{text}");
+    assert_eq!(runtimes(&text), ["runc", "runc-rs"], "{text}");
     assert!(text.contains(" Default Runtime: runc\n"), "{text}");
     s.docker_ok(&["run", "-d", "--name", "dflt", "busybox", "sleep", "300"]);
     let id = id_of(&s, "dflt");
@@ -209,4 +209,18 @@ fn daemon_json_adds_runtimes_and_sets_the_default() {
         s.init_pid("dflt"),
         "runc ran it: {st}"
     );
+}
+
+/// The names on `docker info`'s Runtimes line, sorted: the CLI prints them in Go map order,
+/// which changes from run to run.
+fn runtimes(info: &str) -> Vec<String> {
+    let mut names: Vec<String> = info
+        .lines()
+        .find_map(|l| l.strip_prefix(" Runtimes: "))
+        .unwrap_or_else(|| panic!("no Runtimes line:\n{info}"))
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    names.sort_unstable();
+    names
 }

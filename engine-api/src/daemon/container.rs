@@ -305,6 +305,12 @@ impl Daemon {
                 "Conflicting options: Nano CPUs and CPU Period cannot both be set",
             ));
         }
+        let warnings = self.blkio.discard_unsupported(&mut hc);
+        if hc.blkio_weight > 0 && !(10..=1000).contains(&hc.blkio_weight) {
+            return Err(ApiError::invalid(
+                "Range of blkio weight is from 10 to 1000",
+            ));
+        }
         let id = hex::encode(rand::random::<[u8; 32]>());
         let _names = self.names.lock().await;
         let name = match name.filter(|n| !n.is_empty()) {
@@ -353,7 +359,7 @@ impl Daemon {
         drop(_names);
         self.emit_container(&ctr, "create");
         self.spawn_prepare(&ctr);
-        Ok((id, Vec::new()))
+        Ok((id, warnings))
     }
 
     /// Emits a container event with dockerd's attributes (name, image, labels).

@@ -44,6 +44,8 @@ pub struct Daemon {
     shutting_down: std::sync::atomic::AtomicBool,
     /// The init bind-mounted for `--init` (None when it could not be installed).
     pub init_binary: Option<PathBuf>,
+    /// The block I/O knobs the kernel offers (read once, as dockerd's sysinfo).
+    pub blkio: crate::sysinfo::Blkio,
 }
 
 impl Daemon {
@@ -70,6 +72,7 @@ impl Daemon {
             store,
             events: events::Events::new(),
             containers: RwLock::new(map),
+            blkio: crate::sysinfo::Blkio::host(),
             execs: RwLock::new(HashMap::new()),
             names: tokio::sync::Mutex::new(()),
             started: std::time::Instant::now(),

@@ -26,7 +26,7 @@ pub struct UpdateConfig {
 }
 
 impl Daemon {
-    /// Applies an update; returns dockerd's warnings (none).
+    /// Applies an update; returns dockerd's warnings (a blkio weight the kernel cannot apply).
     pub async fn update(&self, c: &Ctr, u: UpdateConfig) -> Result<Vec<String>> {
         let _op = c.op.lock().await;
         let rec = c.record();
@@ -81,7 +81,13 @@ impl Daemon {
         if !u.cpuset_mems.is_empty() {
             hc.cpuset_mems = u.cpuset_mems.clone();
         }
-        if u.blkio_weight != 0 {
+        let mut warnings = Vec::new();
+        if u.blkio_weight != 0 && !self.blkio.weight {
+            warnings.push(
+                "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
+                    .to_string(),
+            );
+        } else if u.blkio_weight != 0 {
             if !(10..=1000).contains(&u.blkio_weight) {
                 return Err(ApiError::invalid(
                     "Range of blkio weight is from 10 to 1000",
@@ -123,6 +129,6 @@ impl Daemon {
         c.update(|r| r.host_config = hc);
         self.save(c)?;
         self.emit_container(c, "update");
-        Ok(Vec::new())
+        Ok(warnings)
     }
 }

@@ -28,6 +28,7 @@ const PROTOS: &[&str] = &[
     "protos/containerd/events/snapshot.proto",
     "protos/containerd/runc/options/oci.proto",
     "protos/containerd/runc/options/runctypes.proto",
+    "protos/containerd/cgroups/v1/metrics.proto",
 ];
 
 const SHIM_PROTO: &str = "protos/containerd/runtime/task/v2/shim.proto";

@@ -230,6 +230,20 @@ fn ctr_runs_and_manages_tasks_with_live_events() {
     ok(d.ctr(&["-n", ns, "task", "resume", "bg"]));
     assert_eq!(task_status(&d, ns, "bg"), "RUNNING");
     events.wait_for("/tasks/resumed", "bg");
+    // `ctr task metrics` decodes the shim's Stats by its type URL (cgroups v1 Metrics).
+    let metrics = ok(d.ctr(&["-n", ns, "task", "metrics", "bg"]));
+    let value = |name: &str| -> u64 {
+        metrics
+            .lines()
+            .find_map(|l| {
+                let mut f = l.split_whitespace();
+                (f.next() == Some(name)).then(|| f.next().and_then(|v| v.parse().ok()))?
+            })
+            .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
+    };
+    assert!(value("pids.current") >= 2, "{metrics}");
+    assert!(value("memory.usage_in_bytes") > 0, "{metrics}");
+    assert!(value("cpuacct.usage") > 0, "{metrics}");
 
     ok(d.ctr(&["-n", ns, "task", "kill", "bg"]));
     events.wait_for("/tasks/exit", "bg");
@@ -654,6 +668,20 @@ fn dockerd_20_10_runs_containers_on_containerd_rs() {
     assert_eq!(out.trim(), "exec-5");
     let e = docker.docker(&["exec", &id, "sh", "-c", "exit 4"]);
     assert_eq!(e.status.code(), Some(4), "{}", text(&e));
+    // dockerd's stats come from Tasks.Metrics: the shim's cgroups v1 Metrics, decoded.
+    let stats = ok(docker.docker(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.PIDs}} {{.MemUsage}}",
+        &id,
+    ]));
+    let (pids, mem) = stats.trim().split_once(' ').unwrap_or(("", ""));
+    assert_eq!(pids, "1", "{stats}");
+    assert!(
+        !mem.starts_with("0B") && mem.contains(" / "),
+        "memory usage from the cgroup: {stats}"
+    );
     let started = Instant::now();
     ok(docker.docker(&["stop", "-t", "2", &id]));
     assert!(started.elapsed() < Duration::from_secs(30));

@@ -108,6 +108,13 @@ pub mod containerd {
     }
 }
 
+/// `io.containerd.cgroups.v1`: the cgroup v1 Metrics a shim's Stats returns.
+pub mod cgroups {
+    pub mod v1 {
+        tonic::include_proto!("io.containerd.cgroups.v1");
+    }
+}
+
 /// `containerd.types` plus `containerd.v1.types` (also reachable as `types::v1`).
 pub mod types {
     pub use crate::containerd::types::*;

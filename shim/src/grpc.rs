@@ -272,13 +272,8 @@ impl Task for Service {
     async fn stats(&self, req: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
         let r = req.into_inner();
         let stats = self.0.stats(&r.id).await.map_err(status)?;
-        // The runtime's `events --stats` JSON, as an Any the client can recognise by its URL.
-        let value = serde_json::to_vec(&stats).map_err(|e| Status::internal(e.to_string()))?;
         Ok(Response::new(StatsResponse {
-            stats: Some(prost_types::Any {
-                type_url: "runc.v1.Stats+json".into(),
-                value,
-            }),
+            stats: Some(crate::metrics::any(&stats)),
         }))
     }
 

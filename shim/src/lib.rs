@@ -8,6 +8,7 @@ pub mod console;
 pub mod daemon;
 pub mod events;
 mod grpc;
+pub mod metrics;
 pub mod mount;
 pub mod oom;
 pub mod process;

@@ -7,6 +7,10 @@ use std::path::{Path, PathBuf};
 
 use crate::types::HostConfig;
 
+/// dockerd's warning for a `--blkio-weight` the kernel cannot apply.
+pub const WEIGHT_DISCARDED: &str =
+    "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded.";
+
 /// The block I/O knobs this kernel offers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Blkio {
@@ -60,10 +64,7 @@ impl Blkio {
     pub fn discard_unsupported(&self, hc: &mut HostConfig) -> Vec<String> {
         let mut warnings = Vec::new();
         if hc.blkio_weight > 0 && !self.weight {
-            warnings.push(
-                "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
-                    .to_string(),
-            );
+            warnings.push(WEIGHT_DISCARDED.to_string());
             hc.blkio_weight = 0;
         }
         if hc
@@ -174,6 +175,7 @@ mod tests {
             w,
             ["Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."]
         );
+        assert_eq!(w, [WEIGHT_DISCARDED]);
         assert_eq!(hc.blkio_weight, 0);
         assert_eq!(hc.blkio_device_read_bps.map(|v| v.len()), Some(1));
     }

@@ -327,7 +327,7 @@ fn bytes(text: &str) -> f64 {
 fn disk_of(path: &std::path::Path) -> String {
     use std::os::unix::fs::MetadataExt;
     let dev = std::fs::metadata(path).expect("stat").dev();
-    let (maj, min) = (libc_major(dev), libc_minor(dev));
+    let (maj, min) = (nix::sys::stat::major(dev), nix::sys::stat::minor(dev));
     let mut sys = std::fs::canonicalize(format!("/sys/dev/block/{maj}:{min}")).expect("sysfs");
     if sys.join("partition").exists() {
         sys.pop();
@@ -338,14 +338,6 @@ fn disk_of(path: &std::path::Path) -> String {
         .find_map(|l| l.strip_prefix("DEVNAME="))
         .unwrap_or_else(|| panic!("no DEVNAME in {}", sys.display()));
     format!("/dev/{name}")
-}
-
-fn libc_major(dev: u64) -> u64 {
-    ((dev >> 32) & 0xffff_f000) | ((dev >> 8) & 0xfff)
-}
-
-fn libc_minor(dev: u64) -> u64 {
-    ((dev >> 12) & 0xffff_ff00) | (dev & 0xff)
 }
 
 #[test]

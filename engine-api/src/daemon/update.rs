@@ -83,10 +83,7 @@ impl Daemon {
         }
         let mut warnings = Vec::new();
         if u.blkio_weight != 0 && !self.blkio.weight {
-            warnings.push(
-                "Your kernel does not support Block I/O weight or the cgroup is not mounted. Weight discarded."
-                    .to_string(),
-            );
+            warnings.push(crate::sysinfo::WEIGHT_DISCARDED.to_string());
         } else if u.blkio_weight != 0 {
             if !(10..=1000).contains(&u.blkio_weight) {
                 return Err(ApiError::invalid(

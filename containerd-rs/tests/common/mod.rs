@@ -203,8 +203,10 @@ pub fn sha256(data: &[u8]) -> String {
     format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)))
 }
 
-/// Removes `/<name>` from every mounted cgroup hierarchy when dropped (ctr puts a task in
-/// `/<namespace>/<id>`; the runtime removes the leaf, the namespace level is ours).
+/// Removes `/<name>` and everything under it from every mounted cgroup hierarchy when dropped
+/// (ctr puts a task in `/<namespace>/<id>`). A test that failed half-way may leave a task
+/// running there: its processes are killed by the pids its cgroups list, then the directories
+/// are removed deepest first.
 pub struct CgroupGuard(pub String);
 
 impl Drop for CgroupGuard {
@@ -212,8 +214,46 @@ impl Drop for CgroupGuard {
         let Ok(rd) = std::fs::read_dir("/sys/fs/cgroup") else {
             return;
         };
+        let tops: Vec<PathBuf> = rd
+            .flatten()
+            .map(|e| e.path().join(&self.0))
+            .filter(|p| p.is_dir())
+            .collect();
+        let mut dirs = Vec::new();
+        for top in &tops {
+            collect_dirs(top, &mut dirs);
+        }
+        // Deepest first.
+        dirs.sort_by_key(|d| std::cmp::Reverse(d.components().count()));
+        for _ in 0..50 {
+            for d in &dirs {
+                for pid in std::fs::read_to_string(d.join("cgroup.procs"))
+                    .unwrap_or_default()
+                    .lines()
+                    .filter_map(|l| l.trim().parse::<i32>().ok())
+                {
+                    // SAFETY: kill(2) on a pid listed in this test's own cgroup.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                }
+            }
+            for d in &dirs {
+                let _ = std::fs::remove_dir(d);
+            }
+            if dirs.iter().all(|d| !d.exists()) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+fn collect_dirs(dir: &Path, out: &mut Vec<PathBuf>) {
+    out.push(dir.to_path_buf());
+    if let Ok(rd) = std::fs::read_dir(dir) {
         for e in rd.flatten() {
-            let _ = std::fs::remove_dir(e.path().join(&self.0));
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                collect_dirs(&e.path(), out);
+            }
         }
     }
 }

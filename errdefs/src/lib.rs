@@ -61,6 +61,21 @@ impl Error {
         Self::new(Kind::Internal, message)
     }
 
+    /// The gRPC status code (the numbers of `google.rpc.Code`) containerd's errdefs uses for
+    /// this kind. The one mapping: the conversion to `tonic::Status` and the shim's own gRPC
+    /// server both take it from here.
+    pub fn grpc_code(&self) -> i32 {
+        match self.kind {
+            Kind::NotFound => 5,
+            Kind::AlreadyExists => 6,
+            Kind::InvalidArgument => 3,
+            Kind::Conflict | Kind::FailedPrecondition => 9,
+            Kind::Unavailable => 14,
+            Kind::NotImplemented => 12,
+            Kind::Internal => 13,
+        }
+    }
+
     /// The HTTP status dockerd uses for this kind.
     pub fn http_status(&self) -> u16 {
         match self.kind {
@@ -83,16 +98,7 @@ impl fmt::Display for Kind {
 
 impl From<Error> for tonic::Status {
     fn from(e: Error) -> Self {
-        let code = match e.kind {
-            Kind::NotFound => tonic::Code::NotFound,
-            Kind::AlreadyExists => tonic::Code::AlreadyExists,
-            Kind::InvalidArgument => tonic::Code::InvalidArgument,
-            Kind::Conflict | Kind::FailedPrecondition => tonic::Code::FailedPrecondition,
-            Kind::Unavailable => tonic::Code::Unavailable,
-            Kind::NotImplemented => tonic::Code::Unimplemented,
-            Kind::Internal => tonic::Code::Internal,
-        };
-        tonic::Status::new(code, e.message)
+        tonic::Status::new(tonic::Code::from_i32(e.grpc_code()), e.message)
     }
 }
 
@@ -126,6 +132,22 @@ mod tests {
             let st: tonic::Status = Error::new(kind, "x").into();
             assert_eq!(Error::from(st).kind, kind);
         }
+    }
+
+    #[test]
+    fn grpc_codes_are_containerd_s() {
+        let code = |kind| tonic::Status::from(Error::new(kind, "x")).code();
+        assert_eq!(code(Kind::NotFound), tonic::Code::NotFound);
+        assert_eq!(code(Kind::AlreadyExists), tonic::Code::AlreadyExists);
+        assert_eq!(code(Kind::InvalidArgument), tonic::Code::InvalidArgument);
+        assert_eq!(code(Kind::Conflict), tonic::Code::FailedPrecondition);
+        assert_eq!(
+            code(Kind::FailedPrecondition),
+            tonic::Code::FailedPrecondition
+        );
+        assert_eq!(code(Kind::Unavailable), tonic::Code::Unavailable);
+        assert_eq!(code(Kind::NotImplemented), tonic::Code::Unimplemented);
+        assert_eq!(code(Kind::Internal), tonic::Code::Internal);
     }
 
     #[test]

@@ -1,17 +1,16 @@
-//! `containerd.task.v2.Task` over tonic: converts between protobuf and the domain types of
-//! `task.rs`, and serves on the shim's unix socket.
+//! `containerd.task.v2.Task`: [`dispatch`] decodes a method's request, converts it to the domain
+//! types of `task.rs`, runs it and encodes the reply. `server.rs` carries it over HTTP/2.
 
-use std::os::unix::net::UnixListener;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use bytes::Bytes;
 use prost::Message;
-use proto::shim::task_server::{Task, TaskServer};
 use proto::shim::*;
-use tonic::{Request, Response, Status};
 
 use crate::mount::MountSpec;
 use crate::process::{ProcessState, Status as ProcStatus};
+use crate::rpc::{code, decode, frame, Status};
 use crate::stdio::StdioPaths;
 use crate::task::{CreateTask, RuntimeOptions, Shim, TaskError};
 
@@ -20,29 +19,35 @@ const RUNC_OPTIONS: &str = "containerd.runc.v1.Options";
 /// Shim API version reported by Connect.
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
-/// Serves until Shutdown; then waits up to [`crate::SHUTDOWN_GRACE`] for open requests.
-pub(crate) async fn serve(shim: Arc<Shim>, listener: UnixListener) -> Result<(), errdefs::Error> {
-    listener
-        .set_nonblocking(true)
-        .map_err(|e| errdefs::Error::internal(format!("listener: {e}")))?;
-    let listener = tokio::net::UnixListener::from_std(listener)
-        .map_err(|e| errdefs::Error::internal(format!("listener: {e}")))?;
-    let incoming = tokio_stream::wrappers::UnixListenerStream::new(listener);
-    let stop = crate::shutdown_signal(&shim);
-    let (stopped_tx, stopped_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tonic::transport::Server::builder()
-        .add_service(TaskServer::new(Service(shim)))
-        .serve_with_incoming_shutdown(incoming, async move {
-            stop.await;
-            let _ = stopped_tx.send(());
-        });
-    let deadline = async move {
-        let _ = stopped_rx.await;
-        tokio::time::sleep(crate::SHUTDOWN_GRACE).await;
-    };
-    tokio::select! {
-        r = server => r.map_err(|e| errdefs::Error::internal(format!("serve: {e}"))),
-        _ = deadline => Ok(()),
+/// Runs one method of `containerd.task.v2.Task` on its framed request message and returns the
+/// framed reply.
+pub(crate) async fn dispatch(shim: &Arc<Shim>, method: &str, msg: &[u8]) -> Result<Bytes, Status> {
+    let s = Service(shim);
+    match method {
+        "State" => s.state(decode(msg)?).await.map(|r| frame(&r)),
+        "Create" => s.create(decode(msg)?).await.map(|r| frame(&r)),
+        "Start" => s.start(decode(msg)?).await.map(|r| frame(&r)),
+        "Delete" => s.delete(decode(msg)?).await.map(|r| frame(&r)),
+        "Pids" => s.pids(decode(msg)?).await.map(|r| frame(&r)),
+        "Pause" => s.pause(decode(msg)?).await.map(|r| frame(&r)),
+        "Resume" => s.resume(decode(msg)?).await.map(|r| frame(&r)),
+        "Checkpoint" => Err(Status::new(
+            code::UNIMPLEMENTED,
+            "checkpoint is not supported by containerd-shim-rs",
+        )),
+        "Kill" => s.kill(decode(msg)?).await.map(|r| frame(&r)),
+        "Exec" => s.exec(decode(msg)?).await.map(|r| frame(&r)),
+        "ResizePty" => s.resize_pty(decode(msg)?).await.map(|r| frame(&r)),
+        "CloseIO" => s.close_io(decode(msg)?).await.map(|r| frame(&r)),
+        "Update" => s.update(decode(msg)?).await.map(|r| frame(&r)),
+        "Wait" => s.wait(decode(msg)?).await.map(|r| frame(&r)),
+        "Stats" => s.stats(decode(msg)?).await.map(|r| frame(&r)),
+        "Connect" => s.connect(decode(msg)?).await.map(|r| frame(&r)),
+        "Shutdown" => s.shutdown(decode(msg)?).await.map(|r| frame(&r)),
+        _ => Err(Status::new(
+            code::UNIMPLEMENTED,
+            format!("unknown method containerd.task.v2.Task/{method}"),
+        )),
     }
 }
 
@@ -65,7 +70,6 @@ pub(crate) fn timestamp(t: SystemTime) -> prost_types::Timestamp {
 }
 
 fn status(e: TaskError) -> Status {
-    tracing::debug!(cause = %e, "request failed");
     errdefs::Error::from(e).into()
 }
 
@@ -99,27 +103,21 @@ fn decode_options(any: Option<&prost_types::Any>) -> Result<Option<RuntimeOption
     }))
 }
 
-struct Service(Arc<Shim>);
+/// The Task methods: each converts its request to the domain types of `task.rs` and back.
+struct Service<'a>(&'a Arc<Shim>);
 
-#[tonic::async_trait]
-impl Task for Service {
-    async fn state(&self, req: Request<StateRequest>) -> Result<Response<StateResponse>, Status> {
-        let r = req.into_inner();
+impl Service<'_> {
+    async fn state(&self, r: StateRequest) -> Result<StateResponse, Status> {
         let (st, bundle) = self.0.state(&r.id, &r.exec_id).await.map_err(status)?;
-        Ok(Response::new(state_response(
-            &r.id,
-            &bundle.display().to_string(),
-            st,
-        )))
+        Ok(state_response(&r.id, &bundle.display().to_string(), st))
     }
 
-    async fn create(
-        &self,
-        req: Request<CreateTaskRequest>,
-    ) -> Result<Response<CreateTaskResponse>, Status> {
-        let r = req.into_inner();
+    async fn create(&self, r: CreateTaskRequest) -> Result<CreateTaskResponse, Status> {
         if !r.checkpoint.is_empty() || !r.parent_checkpoint.is_empty() {
-            return Err(Status::unimplemented("checkpoint/restore is not supported"));
+            return Err(Status::new(
+                code::UNIMPLEMENTED,
+                "checkpoint/restore is not supported",
+            ));
         }
         let options = decode_options(r.options.as_ref()).map_err(status)?;
         let create = CreateTask {
@@ -144,34 +142,28 @@ impl Task for Service {
             options,
         };
         let pid = self.0.create(create).await.map_err(status)?;
-        Ok(Response::new(CreateTaskResponse { pid }))
+        Ok(CreateTaskResponse { pid })
     }
 
-    async fn start(&self, req: Request<StartRequest>) -> Result<Response<StartResponse>, Status> {
-        let r = req.into_inner();
+    async fn start(&self, r: StartRequest) -> Result<StartResponse, Status> {
         let pid = self.0.start(&r.id, &r.exec_id).await.map_err(status)?;
-        Ok(Response::new(StartResponse { pid }))
+        Ok(StartResponse { pid })
     }
 
-    async fn delete(
-        &self,
-        req: Request<DeleteRequest>,
-    ) -> Result<Response<DeleteResponse>, Status> {
-        let r = req.into_inner();
+    async fn delete(&self, r: DeleteRequest) -> Result<DeleteResponse, Status> {
         let st = self.0.delete(&r.id, &r.exec_id).await.map_err(status)?;
         let (exit_status, at) = st
             .exit
             .map(|e| (e.status, e.at))
             .unwrap_or((0, SystemTime::now()));
-        Ok(Response::new(DeleteResponse {
+        Ok(DeleteResponse {
             pid: st.pid,
             exit_status,
             exited_at: Some(timestamp(at)),
-        }))
+        })
     }
 
-    async fn pids(&self, req: Request<PidsRequest>) -> Result<Response<PidsResponse>, Status> {
-        let r = req.into_inner();
+    async fn pids(&self, r: PidsRequest) -> Result<PidsResponse, Status> {
         let pids = self.0.pids(&r.id).await.map_err(status)?;
         let processes = pids
             .into_iter()
@@ -183,42 +175,34 @@ impl Task for Service {
                 }),
             })
             .collect();
-        Ok(Response::new(PidsResponse { processes }))
+        Ok(PidsResponse { processes })
     }
 
-    async fn pause(&self, req: Request<PauseRequest>) -> Result<Response<()>, Status> {
-        self.0.pause(&req.into_inner().id).await.map_err(status)?;
-        Ok(Response::new(()))
+    async fn pause(&self, r: PauseRequest) -> Result<(), Status> {
+        self.0.pause(&r.id).await.map_err(status)?;
+        Ok(())
     }
 
-    async fn resume(&self, req: Request<ResumeRequest>) -> Result<Response<()>, Status> {
-        self.0.resume(&req.into_inner().id).await.map_err(status)?;
-        Ok(Response::new(()))
+    async fn resume(&self, r: ResumeRequest) -> Result<(), Status> {
+        self.0.resume(&r.id).await.map_err(status)?;
+        Ok(())
     }
 
-    async fn checkpoint(
-        &self,
-        _req: Request<CheckpointTaskRequest>,
-    ) -> Result<Response<()>, Status> {
-        Err(Status::unimplemented(
-            "checkpoint is not supported by containerd-shim-rs",
-        ))
-    }
-
-    async fn kill(&self, req: Request<KillRequest>) -> Result<Response<()>, Status> {
-        let r = req.into_inner();
+    async fn kill(&self, r: KillRequest) -> Result<(), Status> {
         self.0
             .kill(&r.id, &r.exec_id, r.signal, r.all)
             .await
             .map_err(status)?;
-        Ok(Response::new(()))
+        Ok(())
     }
 
-    async fn exec(&self, req: Request<ExecProcessRequest>) -> Result<Response<()>, Status> {
-        let r = req.into_inner();
+    async fn exec(&self, r: ExecProcessRequest) -> Result<(), Status> {
         let spec = r.spec.map(|a| a.value).unwrap_or_default();
         if spec.is_empty() {
-            return Err(Status::invalid_argument("exec needs a process spec"));
+            return Err(Status::new(
+                code::INVALID_ARGUMENT,
+                "exec needs a process spec",
+            ));
         }
         let stdio = StdioPaths {
             stdin: r.stdin,
@@ -230,68 +214,63 @@ impl Task for Service {
             .exec(&r.id, &r.exec_id, stdio, spec)
             .await
             .map_err(status)?;
-        Ok(Response::new(()))
+        Ok(())
     }
 
-    async fn resize_pty(&self, req: Request<ResizePtyRequest>) -> Result<Response<()>, Status> {
-        let r = req.into_inner();
+    async fn resize_pty(&self, r: ResizePtyRequest) -> Result<(), Status> {
         self.0
             .resize_pty(&r.id, &r.exec_id, r.width, r.height)
             .await
             .map_err(status)?;
-        Ok(Response::new(()))
+        Ok(())
     }
 
-    async fn close_io(&self, req: Request<CloseIoRequest>) -> Result<Response<()>, Status> {
-        let r = req.into_inner();
+    async fn close_io(&self, r: CloseIoRequest) -> Result<(), Status> {
         if r.stdin {
             self.0.close_io(&r.id, &r.exec_id).await.map_err(status)?;
         }
-        Ok(Response::new(()))
+        Ok(())
     }
 
-    async fn update(&self, req: Request<UpdateTaskRequest>) -> Result<Response<()>, Status> {
-        let r = req.into_inner();
+    async fn update(&self, r: UpdateTaskRequest) -> Result<(), Status> {
         let resources = r.resources.map(|a| a.value).unwrap_or_default();
         if resources.is_empty() {
-            return Err(Status::invalid_argument("update needs resources"));
+            return Err(Status::new(
+                code::INVALID_ARGUMENT,
+                "update needs resources",
+            ));
         }
         self.0.update(&r.id, &resources).await.map_err(status)?;
-        Ok(Response::new(()))
+        Ok(())
     }
 
-    async fn wait(&self, req: Request<WaitRequest>) -> Result<Response<WaitResponse>, Status> {
-        let r = req.into_inner();
+    async fn wait(&self, r: WaitRequest) -> Result<WaitResponse, Status> {
         let exit = self.0.wait(&r.id, &r.exec_id).await.map_err(status)?;
-        Ok(Response::new(WaitResponse {
+        Ok(WaitResponse {
             exit_status: exit.status,
             exited_at: Some(timestamp(exit.at)),
-        }))
+        })
     }
 
-    async fn stats(&self, req: Request<StatsRequest>) -> Result<Response<StatsResponse>, Status> {
-        let r = req.into_inner();
+    async fn stats(&self, r: StatsRequest) -> Result<StatsResponse, Status> {
         let stats = self.0.stats(&r.id).await.map_err(status)?;
-        Ok(Response::new(StatsResponse {
+        Ok(StatsResponse {
             stats: Some(crate::metrics::any(&stats)),
-        }))
+        })
     }
 
-    async fn connect(
-        &self,
-        req: Request<ConnectRequest>,
-    ) -> Result<Response<ConnectResponse>, Status> {
-        let (shim_pid, task_pid) = self.0.connect(&req.into_inner().id).await.map_err(status)?;
-        Ok(Response::new(ConnectResponse {
+    async fn connect(&self, r: ConnectRequest) -> Result<ConnectResponse, Status> {
+        let (shim_pid, task_pid) = self.0.connect(&r.id).await.map_err(status)?;
+        Ok(ConnectResponse {
             shim_pid,
             task_pid,
             version: VERSION.into(),
-        }))
+        })
     }
 
-    async fn shutdown(&self, req: Request<ShutdownRequest>) -> Result<Response<()>, Status> {
-        self.0.shutdown(req.into_inner().now).await;
-        Ok(Response::new(()))
+    async fn shutdown(&self, r: ShutdownRequest) -> Result<(), Status> {
+        self.0.shutdown(r.now).await;
+        Ok(())
     }
 }
 

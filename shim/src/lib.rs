@@ -14,7 +14,9 @@ pub mod oom;
 pub mod process;
 mod publish;
 pub mod reaper;
+mod rpc;
 pub mod runtime;
+mod server;
 pub mod stdio;
 pub mod task;
 
@@ -79,7 +81,7 @@ pub async fn serve(cfg: Config, listener: UnixListener) -> Result<(), errdefs::E
         closing_rx,
     ));
     let shim = Shim::new(cfg.shim_config(), reaper, events);
-    let served = grpc::serve(shim, listener).await;
+    let served = server::serve(shim, listener).await;
     // The last events (TaskDelete just before Shutdown) must not die with the process.
     let _ = closing.send(true);
     if tokio::time::timeout(EVENTS_DRAIN, publisher).await.is_err() {

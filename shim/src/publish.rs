@@ -1,20 +1,23 @@
 //! The event worker: encodes each queued [`Event`] as its `containerd.events.*` message and sends
-//! it with `containerd.services.events.v1.Events/Publish` on containerd-rs's socket, the
-//! namespace in the `containerd-namespace` metadata. In order, retried with backoff while
+//! it with `containerd.services.events.v1.Events/Publish` on containerd-rs's socket (a unary gRPC
+//! call over one HTTP/2 connection, `rpc.rs`), the namespace in the `containerd-namespace`
+//! metadata. In order, retried with backoff while
 //! containerd-rs is unreachable; an event that still fails after [`GIVE_UP`] is dropped.
 
 use std::collections::VecDeque;
 use std::time::Duration;
 
+use bytes::Bytes;
+use h2::client::SendRequest;
+use http::header::{HeaderValue, CONTENT_TYPE, TE};
 use prost::Message;
 use proto::events as ev;
-use proto::services::events::events_client::EventsClient;
 use proto::services::events::PublishRequest;
 use tokio::sync::{mpsc, watch};
-use tonic::transport::{Channel, Endpoint, Uri};
 
 use crate::events::Event;
 use crate::grpc::timestamp;
+use crate::rpc::{self, Status};
 use crate::stdio::StdioPaths;
 
 /// Queued events beyond this are dropped, oldest first.
@@ -151,22 +154,112 @@ pub(crate) fn encode(event: &Event) -> prost_types::Any {
     }
 }
 
-fn channel(address: &str) -> Result<Channel, tonic::transport::Error> {
-    let path = address
-        .strip_prefix("unix://")
-        .unwrap_or(address)
-        .to_string();
-    // The URI is required by tonic but unused: every connection goes to the unix socket.
-    Ok(Endpoint::from_static("http://containerd.sock")
-        .connect_timeout(Duration::from_secs(2))
-        .connect_with_connector_lazy(tower::service_fn(move |_: Uri| {
-            let path = path.clone();
-            async move {
-                tokio::net::UnixStream::connect(path)
-                    .await
-                    .map(hyper_util::rt::TokioIo::new)
+/// The path of PublishRequest's method, on containerd-rs's socket.
+const PUBLISH: &str = "http://containerd/containerd.services.events.v1.Events/Publish";
+/// How long one attempt (connect, handshake, call) may take.
+const ATTEMPT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+enum PublishError {
+    #[error("connect {path}: {source}")]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("http/2: {0}")]
+    H2(#[from] h2::Error),
+    #[error("bad request: {0}")]
+    Request(#[from] http::Error),
+    #[error("http status {0}")]
+    HttpStatus(http::StatusCode),
+    #[error("no grpc-status in the response")]
+    NoStatus,
+    #[error(transparent)]
+    Grpc(#[from] Status),
+    #[error("timed out")]
+    Timeout,
+}
+
+/// An HTTP/2 connection to containerd-rs; its I/O runs in a task of its own.
+async fn connect(address: &str) -> Result<SendRequest<Bytes>, PublishError> {
+    let path = address.strip_prefix("unix://").unwrap_or(address);
+    let io = tokio::net::UnixStream::connect(path)
+        .await
+        .map_err(|source| PublishError::Connect {
+            path: path.to_string(),
+            source,
+        })?;
+    let (send, connection) = h2::client::handshake(io).await?;
+    tokio::spawn(async move {
+        if let Err(e) = connection.await {
+            tracing::debug!(cause = %e, "events connection closed");
+        }
+    });
+    Ok(send)
+}
+
+/// One `Events/Publish` call on `send`.
+async fn publish(
+    send: &SendRequest<Bytes>,
+    namespace: &HeaderValue,
+    event: &Event,
+) -> Result<(), PublishError> {
+    let request = http::Request::post(PUBLISH)
+        .header(CONTENT_TYPE, rpc::GRPC)
+        .header(TE, "trailers")
+        .header("containerd-namespace", namespace)
+        .body(())?;
+    let message = rpc::frame(&PublishRequest {
+        topic: event.topic().to_string(),
+        event: Some(encode(event)),
+    });
+    let mut send = send.clone().ready().await?;
+    let (response, mut body) = send.send_request(request, false)?;
+    body.send_data(message, true)?;
+    let (head, mut body) = response.await?.into_parts();
+    if head.status != http::StatusCode::OK {
+        return Err(PublishError::HttpStatus(head.status));
+    }
+    // A trailers-only response carries its status in the headers.
+    let status = match Status::from_headers(&head.headers) {
+        Some(status) => status,
+        None => {
+            while let Some(chunk) = body.data().await {
+                let _ = body.flow_control().release_capacity(chunk?.len());
             }
-        })))
+            let trailers = body.trailers().await?.unwrap_or_default();
+            Status::from_headers(&trailers).ok_or(PublishError::NoStatus)?
+        }
+    };
+    if status.code != rpc::code::OK {
+        return Err(status.into());
+    }
+    Ok(())
+}
+
+/// Connects when there is no connection, then publishes, within [`ATTEMPT`]. A failed attempt
+/// drops the connection: the next one starts afresh.
+async fn attempt(
+    conn: &mut Option<SendRequest<Bytes>>,
+    address: &str,
+    namespace: &HeaderValue,
+    event: &Event,
+) -> Result<(), PublishError> {
+    let result = tokio::time::timeout(ATTEMPT, async {
+        if conn.is_none() {
+            *conn = Some(connect(address).await?);
+        }
+        match conn.as_ref() {
+            Some(send) => publish(send, namespace, event).await,
+            None => Err(PublishError::NoStatus),
+        }
+    })
+    .await
+    .unwrap_or(Err(PublishError::Timeout));
+    if result.is_err() {
+        *conn = None;
+    }
+    result
 }
 
 /// The next queued event; `None` when the queue is closed, or empty once `closing` is set (the
@@ -189,14 +282,15 @@ pub(crate) async fn forward(
     mut queue: mpsc::UnboundedReceiver<Event>,
     mut closing: watch::Receiver<bool>,
 ) {
-    let mut client = match channel(&address) {
-        Ok(ch) => EventsClient::new(ch),
+    let namespace = match HeaderValue::from_str(&namespace) {
+        Ok(ns) => ns,
         Err(e) => {
-            tracing::warn!(cause = %e, %address, "events endpoint; events will not be published");
+            tracing::warn!(cause = %e, %namespace, "namespace; events will not be published");
             while next_event(&mut queue, &mut closing).await.is_some() {}
             return;
         }
     };
+    let mut conn = None;
     let mut pending: VecDeque<Event> = VecDeque::new();
     loop {
         if pending.is_empty() {
@@ -217,14 +311,7 @@ pub(crate) async fn forward(
         let started = tokio::time::Instant::now();
         let mut backoff = Duration::from_millis(50);
         loop {
-            let mut req = tonic::Request::new(PublishRequest {
-                topic: event.topic().to_string(),
-                event: Some(encode(&event)),
-            });
-            if let Ok(ns) = namespace.parse() {
-                req.metadata_mut().insert("containerd-namespace", ns);
-            }
-            match client.publish(req).await {
+            match attempt(&mut conn, &address, &namespace, &event).await {
                 Ok(_) => {
                     tracing::debug!(topic = event.topic(), "event published");
                     break;

@@ -49,8 +49,12 @@ fn start_shim(fx: &mut Fixture) -> (String, u32) {
 }
 
 async fn connect(address: &str) -> TaskClient<Channel> {
+    TaskClient::new(channel(address).await)
+}
+
+async fn channel(address: &str) -> Channel {
     let path = PathBuf::from(address.strip_prefix("unix://").expect("unix address"));
-    let ch = Endpoint::from_static("http://shim")
+    Endpoint::from_static("http://shim")
         .connect_with_connector(tower::service_fn(move |_: Uri| {
             let path = path.clone();
             async move {
@@ -60,8 +64,7 @@ async fn connect(address: &str) -> TaskClient<Channel> {
             }
         }))
         .await
-        .expect("connect to shim");
-    TaskClient::new(ch)
+        .expect("connect to shim")
 }
 
 fn create_request(fx: &Fixture, stdout: &Path, stderr: &Path) -> CreateTaskRequest {
@@ -437,4 +440,140 @@ async fn delete_after_shim_death() {
         "container killed"
     );
     assert!(!is_mounted(&fx.rootfs()));
+}
+
+/// The shim's own gRPC server answers bad calls with the codes a gRPC client expects, and a
+/// call the client abandons leaves the connection usable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_calls_get_grpc_codes_and_the_connection_survives() {
+    let mut fx = Fixture::new("/usr/sbin/runc");
+    fx.write_config(&["sleep", "100"], false);
+    let (address, shim_pid) = start_shim(&mut fx);
+    let mut client = connect(&address).await;
+    let id = || fx.id.clone();
+
+    let code = client
+        .checkpoint(CheckpointTaskRequest {
+            id: id(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err()
+        .code();
+    assert_eq!(code, tonic::Code::Unimplemented);
+    let missing = client
+        .state(StateRequest {
+            id: "nope".into(),
+            exec_id: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(missing.code(), tonic::Code::NotFound);
+    assert!(missing.message().contains("nope"), "{missing:?}");
+    let bad_exec = client
+        .exec(ExecProcessRequest {
+            id: id(),
+            exec_id: "e1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(bad_exec.code(), tonic::Code::InvalidArgument);
+    assert_eq!(bad_exec.message(), "exec needs a process spec");
+    // More than the 4 MiB a message may have.
+    let big = client
+        .update(UpdateTaskRequest {
+            id: id(),
+            resources: Some(prost_types::Any {
+                type_url: "x".into(),
+                value: vec![b' '; 5 << 20],
+            }),
+            annotations: Default::default(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(big.code(), tonic::Code::ResourceExhausted, "{big:?}");
+
+    // Methods and services the shim does not serve.
+    let mut raw = tonic::client::Grpc::new(channel(&address).await);
+    for path in [
+        "/containerd.task.v2.Task/Nope",
+        "/grpc.health.v1.Health/Check",
+    ] {
+        raw.ready().await.expect("ready");
+        let err = raw
+            .unary::<_, ConnectResponse, _>(
+                tonic::Request::new(ConnectRequest { id: id() }),
+                tonic::codegen::http::uri::PathAndQuery::from_static(path),
+                tonic::codec::ProstCodec::default(),
+            )
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), tonic::Code::Unimplemented, "{path}: {err:?}");
+    }
+
+    // A running task; a Wait the client gives up on; the same connection still serves.
+    let (out, err) = (fx.root.join("out.log"), fx.root.join("err.log"));
+    let pid = client
+        .create(create_request(&fx, &out, &err))
+        .await
+        .expect("create")
+        .into_inner()
+        .pid;
+    fx.pids.push(pid);
+    client
+        .start(StartRequest {
+            id: id(),
+            exec_id: String::new(),
+        })
+        .await
+        .expect("start");
+    let abandoned = tokio::time::timeout(
+        Duration::from_millis(300),
+        client.wait(WaitRequest {
+            id: id(),
+            exec_id: String::new(),
+        }),
+    )
+    .await;
+    assert!(abandoned.is_err(), "wait returned for a running task");
+    let conn = client
+        .connect(ConnectRequest { id: id() })
+        .await
+        .expect("connect after an abandoned wait")
+        .into_inner();
+    assert_eq!((conn.shim_pid, conn.task_pid), (shim_pid, pid));
+    client
+        .kill(KillRequest {
+            id: id(),
+            exec_id: String::new(),
+            signal: 9,
+            all: false,
+        })
+        .await
+        .expect("kill");
+    let wait = client
+        .wait(WaitRequest {
+            id: id(),
+            exec_id: String::new(),
+        })
+        .await
+        .expect("wait")
+        .into_inner();
+    assert_eq!(wait.exit_status, 137);
+    client
+        .delete(DeleteRequest {
+            id: id(),
+            exec_id: String::new(),
+        })
+        .await
+        .expect("delete");
+    client
+        .shutdown(ShutdownRequest {
+            id: id(),
+            now: false,
+        })
+        .await
+        .expect("shutdown");
+    assert!(wait_until(Duration::from_secs(5), || !alive(shim_pid)));
 }

@@ -29,6 +29,7 @@ const PROTOS: &[&str] = &[
     "protos/containerd/runc/options/oci.proto",
     "protos/containerd/runc/options/runctypes.proto",
     "protos/containerd/cgroups/v1/metrics.proto",
+    "protos/containerd/cgroups/v2/metrics.proto",
 ];
 
 const SHIM_PROTO: &str = "protos/containerd/runtime/task/v2/shim.proto";

@@ -230,7 +230,8 @@ fn ctr_runs_and_manages_tasks_with_live_events() {
     ok(d.ctr(&["-n", ns, "task", "resume", "bg"]));
     assert_eq!(task_status(&d, ns, "bg"), "RUNNING");
     events.wait_for("/tasks/resumed", "bg");
-    // `ctr task metrics` decodes the shim's Stats by its type URL (cgroups v1 Metrics).
+    // `ctr task metrics` decodes the shim's Stats by its type URL: cgroups v2 Metrics on a
+    // unified host, v1 Metrics on a hybrid or legacy one, each printed with its own names.
     let metrics = ok(d.ctr(&["-n", ns, "task", "metrics", "bg"]));
     let value = |name: &str| -> u64 {
         metrics
@@ -241,9 +242,16 @@ fn ctr_runs_and_manages_tasks_with_live_events() {
             })
             .unwrap_or_else(|| panic!("no {name} in:\n{metrics}"))
     };
+    let unified = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    let (memory, cpu) = if unified {
+        ("memory.usage", "cpu.usage_usec")
+    } else {
+        ("memory.usage_in_bytes", "cpuacct.usage")
+    };
     assert!(value("pids.current") >= 2, "{metrics}");
-    assert!(value("memory.usage_in_bytes") > 0, "{metrics}");
-    assert!(value("cpuacct.usage") > 0, "{metrics}");
+    assert!(value(memory) > 0, "{metrics}");
+    assert!(value(cpu) > 0, "{metrics}");
 
     ok(d.ctr(&["-n", ns, "task", "kill", "bg"]));
     events.wait_for("/tasks/exit", "bg");

@@ -109,6 +109,15 @@ mod tests {
             type_url::<crate::runc::Options>(),
             "containerd.runc.v1.Options"
         );
+        // A shim's Stats: v1 Metrics on a v1 or hybrid host, v2 Metrics on a unified one.
+        assert_eq!(
+            type_url::<crate::cgroups::v1::Metrics>(),
+            "io.containerd.cgroups.v1.Metrics"
+        );
+        assert_eq!(
+            type_url::<crate::cgroups::v2::Metrics>(),
+            "io.containerd.cgroups.v2.Metrics"
+        );
     }
 
     #[test]

@@ -108,10 +108,15 @@ pub mod containerd {
     }
 }
 
-/// `io.containerd.cgroups.v1`: the cgroup v1 Metrics a shim's Stats returns.
+/// The Metrics a shim's Stats returns, by the host's cgroup mode.
 pub mod cgroups {
+    /// `io.containerd.cgroups.v1`: on a legacy or hybrid (cgroup v1) host.
     pub mod v1 {
         tonic::include_proto!("io.containerd.cgroups.v1");
+    }
+    /// `io.containerd.cgroups.v2`: on a unified (cgroup v2 only) host.
+    pub mod v2 {
+        tonic::include_proto!("io.containerd.cgroups.v2");
     }
 }
 

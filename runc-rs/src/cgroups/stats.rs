@@ -191,8 +191,8 @@ fn v1_stats(cg: &Cgroup) -> Map<String, Value> {
         let st = flat_keyed(d, "cpu.stat");
         for (k, f) in [
             ("periods", "nr_periods"),
-            ("throttled_periods", "nr_throttled"),
-            ("throttled_time", "throttled_time"),
+            ("throttledPeriods", "nr_throttled"),
+            ("throttledTime", "throttled_time"),
         ] {
             if let Some(v) = st.get(f).filter(|v| **v != 0) {
                 thr.insert(k.into(), (*v).into());
@@ -304,8 +304,8 @@ pub fn v2_stats(d: &Path) -> Map<String, Value> {
     let mut thr = Map::new();
     for (k, f, scale) in [
         ("periods", "nr_periods", 1),
-        ("throttled_periods", "nr_throttled", 1),
-        ("throttled_time", "throttled_usec", 1000),
+        ("throttledPeriods", "nr_throttled", 1),
+        ("throttledTime", "throttled_usec", 1000),
     ] {
         if let Some(v) = st.get(f).filter(|v| **v != 0) {
             thr.insert(k.into(), (*v * scale).into());
@@ -440,7 +440,7 @@ mod tests {
         assert_eq!(s["cpu"]["usage"]["user"], 1_000_000);
         assert_eq!(
             s["cpu"]["throttling"],
-            json!({"periods": 4, "throttled_periods": 2, "throttled_time": 30000})
+            json!({"periods": 4, "throttledPeriods": 2, "throttledTime": 30000})
         );
         assert_eq!(
             s["memory"]["usage"],

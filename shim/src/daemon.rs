@@ -98,7 +98,9 @@ pub fn start(cfg: &Config) -> Result<String, DaemonError> {
             // SAFETY: still single-threaded (we are the forked copy of a single-threaded process).
             match unsafe { fork() } {
                 Ok(ForkResult::Parent { .. }) => std::process::exit(0),
-                Ok(ForkResult::Child) => std::process::exit(daemon_main(cfg, listener, ready_tx)),
+                Ok(ForkResult::Child) => {
+                    std::process::exit(daemon_main(cfg, &path, listener, ready_tx))
+                }
                 Err(_) => std::process::exit(1),
             }
         }
@@ -106,8 +108,10 @@ pub fn start(cfg: &Config) -> Result<String, DaemonError> {
 }
 
 /// The daemon: stdio detached from the caller, logs in `<bundle>/shim.log`, subreaper, state
-/// files, then the gRPC server on a current-thread runtime built after the fork.
-fn daemon_main(cfg: &Config, listener: UnixListener, ready: OwnedFd) -> i32 {
+/// files, then the gRPC server on a current-thread runtime built after the fork. `socket` is
+/// the path `start` bound (not hashed again here: every function the daemon runs stays
+/// resident in every shim).
+fn daemon_main(cfg: &Config, socket: &Path, listener: UnixListener, ready: OwnedFd) -> i32 {
     if let Err(err) = detach_stdio(&cfg.bundle.join("shim.log")) {
         tracing::error!(cause = %err, "detach stdio");
         return 1;
@@ -116,7 +120,7 @@ fn daemon_main(cfg: &Config, listener: UnixListener, ready: OwnedFd) -> i32 {
         tracing::error!(cause = %err, "set subreaper");
         return 1;
     }
-    let address = format!("unix://{}", socket_path(cfg).display());
+    let address = format!("unix://{}", socket.display());
     let files = [
         ("address", address.clone()),
         ("shim.pid", std::process::id().to_string()),
@@ -142,7 +146,7 @@ fn daemon_main(cfg: &Config, listener: UnixListener, ready: OwnedFd) -> i32 {
     let _ = ready.write_all(b"1");
     drop(ready);
     let result = rt.block_on(crate::serve(cfg.clone(), listener));
-    let _ = std::fs::remove_file(socket_path(cfg));
+    let _ = std::fs::remove_file(socket);
     match result {
         Ok(()) => {
             tracing::info!("shim exiting");

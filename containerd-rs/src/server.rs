@@ -99,11 +99,31 @@ impl Daemon {
             runtimes,
             tmp,
             started: std::time::Instant::now(),
-            uuid: uuid::Uuid::new_v4().to_string(),
+            uuid: server_uuid(&config.root)?,
             gc_wanted: tokio::sync::Notify::new(),
             config,
         })
     }
+}
+
+/// Introspection.Server's uuid: kept in `<root>/io.containerd.grpc.v1.introspection/uuid`, where
+/// containerd keeps it, so that it names this daemon's state across restarts (clients compare
+/// it to tell a restarted daemon from a different one). Written once, atomically.
+fn server_uuid(root: &std::path::Path) -> Result<String, ServerError> {
+    let dir = root.join("io.containerd.grpc.v1.introspection");
+    let path = dir.join("uuid");
+    if let Ok(text) = std::fs::read_to_string(&path) {
+        if let Ok(id) = uuid::Uuid::parse_str(text.trim()) {
+            return Ok(id.to_string());
+        }
+        tracing::warn!(path = %path.display(), "unreadable server uuid; writing a new one");
+    }
+    std::fs::create_dir_all(&dir).map_err(io("mkdir", &dir))?;
+    let id = uuid::Uuid::new_v4().to_string();
+    let tmp = dir.join("uuid.tmp");
+    std::fs::write(&tmp, &id).map_err(io("write", &tmp))?;
+    std::fs::rename(&tmp, &path).map_err(io("rename", &path))?;
+    Ok(id)
 }
 
 /// Runs until SIGTERM or SIGINT. Shims keep running.

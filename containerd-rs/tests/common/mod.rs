@@ -368,6 +368,21 @@ pub async fn create_with_spec(
     stdout: &str,
     stderr: &str,
 ) -> tonic::transport::Channel {
+    create_with_spec_io(d, ns, id, spec, "", stdout, stderr, false).await
+}
+
+/// [`create_with_spec`] with a stdin path and the task's terminal flag.
+#[allow(clippy::too_many_arguments)]
+pub async fn create_with_spec_io(
+    d: &Daemon,
+    ns: &str,
+    id: &str,
+    spec: prost_types::Any,
+    stdin: &str,
+    stdout: &str,
+    stderr: &str,
+    terminal: bool,
+) -> tonic::transport::Channel {
     let ch = d.channel().await;
     ContainersClient::new(ch.clone())
         .create(req(
@@ -398,8 +413,10 @@ pub async fn create_with_spec(
                     target: String::new(),
                     options: vec!["rbind".into(), "rw".into()],
                 }],
+                stdin: stdin.to_string(),
                 stdout: stdout.to_string(),
                 stderr: stderr.to_string(),
+                terminal,
                 ..Default::default()
             },
         ))

@@ -9,6 +9,7 @@
 pub mod compare;
 
 use std::collections::HashSet;
+use std::ffi::OsString;
 use std::fs;
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
@@ -172,6 +173,59 @@ fn clean(path: &Path) -> Result<PathBuf, DiffError> {
     Ok(out)
 }
 
+/// Where the entry `rel` lands under `root` taken as the layer's `/`: symlinks met in its parent
+/// directories are followed but never lead out of `root` (an absolute target starts again at
+/// `root`, `..` stops there), as containerd's continuity `fs.RootPath` resolves them. The last
+/// component is not followed: an entry replaces a symlink, it does not write through it.
+fn in_root(root: &Path, rel: &Path) -> Result<PathBuf, DiffError> {
+    match (rel.parent(), rel.file_name()) {
+        (Some(parent), Some(name)) => Ok(resolve(root, parent)?.join(name)),
+        _ => Ok(root.to_path_buf()),
+    }
+}
+
+/// `rel` under `root` with every symlink in it resolved inside `root`.
+fn resolve(root: &Path, rel: &Path) -> Result<PathBuf, DiffError> {
+    fn push_rev(todo: &mut Vec<OsString>, path: &Path) {
+        for c in path.components().rev() {
+            match c {
+                Component::Normal(n) => todo.push(n.to_os_string()),
+                Component::ParentDir => todo.push("..".into()),
+                Component::CurDir | Component::RootDir | Component::Prefix(_) => {}
+            }
+        }
+    }
+    let mut done = PathBuf::new();
+    let mut todo = Vec::new();
+    push_rev(&mut todo, rel);
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        let at = root.join(&done).join(&c);
+        match fs::symlink_metadata(&at) {
+            Ok(md) if md.file_type().is_symlink() => {
+                links += 1;
+                if links > 255 {
+                    return Err(DiffError::BadPath(format!(
+                        "{}: too many levels of symbolic links",
+                        rel.display()
+                    )));
+                }
+                let target = fs::read_link(&at).map_err(io_at(&at))?;
+                if target.is_absolute() {
+                    done = PathBuf::new();
+                }
+                push_rev(&mut todo, &target);
+            }
+            _ => done.push(&c),
+        }
+    }
+    Ok(root.join(done))
+}
+
 fn remove_any(p: &Path) -> Result<(), DiffError> {
     match fs::symlink_metadata(p) {
         Ok(md) if md.is_dir() => fs::remove_dir_all(p).map_err(io_at(p)),
@@ -200,9 +254,13 @@ fn unpack(reader: &mut dyn Read, target: &Target) -> Result<(), DiffError> {
         if rel.as_os_str().is_empty() {
             continue;
         }
-        let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let parent_rel = rel.parent().unwrap_or(Path::new("")).to_path_buf();
-        let parent = root.join(&parent_rel);
+        let Some(file_name) = rel.file_name() else {
+            continue;
+        };
+        let name = file_name.to_str().unwrap_or("");
+        // Symlinks in the entry's directories are resolved inside the root (a layer must not
+        // write, delete or link anything outside its snapshot).
+        let parent = resolve(root, rel.parent().unwrap_or(Path::new("")))?;
         if name.starts_with(WHITEOUT_PREFIX) {
             fs::create_dir_all(&parent).map_err(io_at(&parent))?;
             if name == OPAQUE {
@@ -210,8 +268,7 @@ fn unpack(reader: &mut dyn Read, target: &Target) -> Result<(), DiffError> {
                     xattr::set(&parent, "trusted.overlay.opaque", b"y").map_err(io_at(&parent))?;
                 } else if let Ok(rd) = fs::read_dir(&parent) {
                     for e in rd.flatten() {
-                        let child = parent_rel.join(e.file_name());
-                        if !written.contains(&child) {
+                        if !written.contains(&e.path()) {
                             remove_any(&e.path())?;
                         }
                     }
@@ -231,7 +288,7 @@ fn unpack(reader: &mut dyn Read, target: &Target) -> Result<(), DiffError> {
             }
             continue;
         }
-        let dest = root.join(&rel);
+        let dest = parent.join(file_name);
         fs::create_dir_all(&parent).map_err(io_at(&parent))?;
         let kind = entry.header().entry_type();
         if let Ok(md) = fs::symlink_metadata(&dest) {
@@ -244,7 +301,7 @@ fn unpack(reader: &mut dyn Read, target: &Target) -> Result<(), DiffError> {
                 .link_name()
                 .map_err(io_at(&dest))?
                 .ok_or_else(|| DiffError::BadPath(rel.display().to_string()))?;
-            let src = root.join(clean(&link)?);
+            let src = in_root(root, &clean(&link)?)?;
             fs::hard_link(&src, &dest).map_err(io_at(&dest))?;
         } else {
             entry.unpack(&dest).map_err(io_at(&dest))?;
@@ -252,12 +309,49 @@ fn unpack(reader: &mut dyn Read, target: &Target) -> Result<(), DiffError> {
                 dirs.push((dest.clone(), entry.header().mtime().unwrap_or(0)));
             }
         }
-        written.insert(rel);
+        written.insert(dest);
     }
-    // Directory times last: writing their children changed them.
+    // Directory times last: writing their children changed them. Not followed: a later entry
+    // may have replaced the directory with a symlink.
     for (d, mtime) in dirs {
         let t = filetime::FileTime::from_unix_time(mtime as i64, 0);
-        let _ = filetime::set_file_times(&d, t, t);
+        let _ = filetime::set_symlink_file_times(&d, t, t);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::symlink;
+
+    #[test]
+    fn symlinks_resolve_inside_the_root() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let root = tmp.path();
+        fs::create_dir_all(root.join("usr/bin")).expect("mkdir");
+        symlink("usr/bin", root.join("bin")).expect("symlink");
+        symlink("/usr", root.join("abs")).expect("symlink");
+        symlink("../../../../../../../etc", root.join("up")).expect("symlink");
+        symlink("loop-b", root.join("loop-a")).expect("symlink");
+        symlink("loop-a", root.join("loop-b")).expect("symlink");
+        let at = |p: &str| {
+            in_root(root, Path::new(p)).map(|p| p.strip_prefix(root).map(Path::to_path_buf))
+        };
+        assert_eq!(
+            at("bin/sh").expect("bin/sh"),
+            Ok(PathBuf::from("usr/bin/sh"))
+        );
+        assert_eq!(
+            at("abs/bin/x").expect("abs"),
+            Ok(PathBuf::from("usr/bin/x"))
+        );
+        assert_eq!(
+            at("up/passwd").expect("up"),
+            Ok(PathBuf::from("etc/passwd"))
+        );
+        // The last component is the entry itself: not followed.
+        assert_eq!(at("bin").expect("bin"), Ok(PathBuf::from("bin")));
+        assert!(matches!(at("loop-a/x"), Err(DiffError::BadPath(_))));
+    }
 }

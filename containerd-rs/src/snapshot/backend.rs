@@ -51,6 +51,11 @@ pub trait Backend: Send + Sync {
     fn name(&self) -> &'static str;
     fn create(&self, id: u64, kind: SnapKind, parents: &[u64]) -> Result<(), BackendError>;
     fn mounts(&self, id: u64, kind: SnapKind, parents: &[u64]) -> Vec<MountSpec>;
+    /// An active snapshot becomes committed (inside the metadata transaction: an error
+    /// leaves it active).
+    fn commit(&self, _id: u64) -> Result<(), BackendError> {
+        Ok(())
+    }
     fn remove(&self, id: u64) -> Result<(), BackendError>;
     /// The directory holding the snapshot's own files (what usage measures).
     fn data_dir(&self, id: u64) -> PathBuf;
@@ -182,7 +187,12 @@ impl Backend for Native {
     fn name(&self) -> &'static str {
         "native"
     }
-    fn create(&self, id: u64, _kind: SnapKind, parents: &[u64]) -> Result<(), BackendError> {
+    fn create(&self, id: u64, kind: SnapKind, parents: &[u64]) -> Result<(), BackendError> {
+        // A view of a committed snapshot is a read-only bind of the parent's directory, as in
+        // containerd: no copy.
+        if kind == SnapKind::View && !parents.is_empty() {
+            return Ok(());
+        }
         let d = self.data_dir(id);
         fs::create_dir_all(&d).map_err(io("mkdir", &d))?;
         if let Some(p) = parents.first() {
@@ -190,11 +200,15 @@ impl Backend for Native {
         }
         Ok(())
     }
-    fn mounts(&self, id: u64, kind: SnapKind, _parents: &[u64]) -> Vec<MountSpec> {
+    fn mounts(&self, id: u64, kind: SnapKind, parents: &[u64]) -> Vec<MountSpec> {
         let ro = if kind == SnapKind::View { "ro" } else { "rw" };
+        let dir = match parents.first() {
+            Some(p) if kind == SnapKind::View => self.data_dir(*p),
+            _ => self.data_dir(id),
+        };
         vec![MountSpec {
             kind: "bind".into(),
-            source: self.data_dir(id).display().to_string(),
+            source: dir.display().to_string(),
             target: String::new(),
             options: vec![ro.into(), "rbind".into()],
         }]

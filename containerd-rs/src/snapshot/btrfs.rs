@@ -110,6 +110,12 @@ impl Backend for Btrfs {
             options,
         }]
     }
+    /// Committed snapshots are read-only subvolumes, as containerd's (which snapshots the
+    /// active subvolume read-only and deletes it; the flag gives the same result in place).
+    fn commit(&self, id: u64) -> Result<(), BackendError> {
+        let p = self.data_dir(id).display().to_string();
+        run(&["property", "set", "-ts", &p, "ro", "true"]).map(|_| ())
+    }
     fn remove(&self, id: u64) -> Result<(), BackendError> {
         let p = self.data_dir(id);
         if !p.exists() {

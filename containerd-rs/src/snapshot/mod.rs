@@ -179,6 +179,7 @@ impl Snapshots {
                 )));
             }
             let (size, inodes) = backend::disk_usage(&backend.data_dir(r.id));
+            backend.commit(r.id)?;
             r.kind = SnapKind::Committed;
             r.size = size;
             r.inodes = inodes;

@@ -32,7 +32,12 @@ impl Daemon {
     }
 
     pub fn start_with(extra: &[&str]) -> Self {
-        let dir = unique_dir();
+        Self::start_in(unique_dir(), extra)
+    }
+
+    /// [`Daemon::start_with`] in a directory the caller prepared (a filesystem mounted at
+    /// `dir/root`, say); dropping the daemon unmounts what is under `dir` and removes it.
+    pub fn start_in(dir: PathBuf, extra: &[&str]) -> Self {
         let mut d = Self {
             sock: dir.join("c.sock"),
             dir,

@@ -1,5 +1,5 @@
 //! Resource flags end up in the container's v1 cgroup files; the OOM kill; `docker update`;
-//! `docker stats` computed from the cgroups.
+//! `docker stats` from the cgroups (containerd's Tasks.Metrics, as dockerd reads them).
 
 use std::time::Duration;
 
@@ -351,6 +351,10 @@ fn stats_show_cpu_memory_pids_and_block_io_from_the_cgroups() {
         "busy",
         "-m",
         "64m",
+        "--cpus",
+        "0.5",
+        "--pids-limit",
+        "50",
         "--device-read-bps",
         &format!("{disk}:10gb"),
         "--device-write-bps",
@@ -397,6 +401,80 @@ fn stats_show_cpu_memory_pids_and_block_io_from_the_cgroups() {
     }
     assert_eq!(samples[0]["memory_stats"]["limit"], 67108864);
     assert_eq!(samples[0]["pids_stats"]["current"], 1);
+    assert_eq!(samples[1]["preread"], samples[0]["read"]);
+    // What containerd's v1 Metrics carry besides usage totals (0 when engine-api read the
+    // cgroup files itself): user/kernel time, per-CPU usage, CFS throttling of the 0.5 CPU
+    // quota, the pids limit, memory.stat under dockerd's names, max usage, per-device I/O.
+    let last = &samples[2];
+    let cpu = &last["cpu_stats"];
+    assert!(
+        cpu["cpu_usage"]["usage_in_usermode"].as_u64() > Some(0),
+        "a busy loop runs in user mode: {cpu}"
+    );
+    assert!(
+        cpu["cpu_usage"]["percpu_usage"]
+            .as_array()
+            .is_some_and(|a| !a.is_empty()),
+        "{cpu}"
+    );
+    let thr = &cpu["throttling_data"];
+    assert!(thr["periods"].as_u64() > Some(0), "--cpus 0.5: {thr}");
+    assert!(thr["throttled_periods"].as_u64() > Some(0), "{thr}");
+    assert!(thr["throttled_time"].as_u64() > Some(0), "{thr}");
+    assert!(cpu["system_cpu_usage"].as_u64() > Some(0), "{cpu}");
+    let online = std::fs::read_to_string("/proc/stat")
+        .expect("/proc/stat")
+        .lines()
+        .filter(|l| l.starts_with("cpu") && l[3..].starts_with(|c: char| c.is_ascii_digit()))
+        .count();
+    assert_eq!(cpu["online_cpus"], online, "{cpu}");
+    assert_eq!(
+        last["pids_stats"],
+        serde_json::json!({"current": 1, "limit": 50})
+    );
+    let mem = &last["memory_stats"];
+    // A hybrid host: containerd's v1 Metrics, so dockerd's v1 memory.stat names.
+    for key in [
+        "cache",
+        "rss",
+        "total_inactive_file",
+        "total_rss",
+        "hierarchical_memory_limit",
+    ] {
+        assert!(mem["stats"].get(key).is_some(), "{key}: {mem}");
+    }
+    assert_eq!(mem["stats"]["hierarchical_memory_limit"], 67108864, "{mem}");
+    assert!(mem["max_usage"].as_u64() >= mem["usage"].as_u64(), "{mem}");
+    let bytes_io = last["blkio_stats"]["io_service_bytes_recursive"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        bytes_io.iter().any(|e| e["op"] == "Write"
+            && e["major"].as_u64() > Some(0)
+            && e["value"].as_u64() >= Some(8_000_000)),
+        "{bytes_io:?}"
+    );
+
+    // Not running: dockerd's empty reading at once, with only the name and id.
+    s.docker_ok(&["kill", "busy"]);
+    s.docker_ok(&["wait", "busy"]);
+    let r = s.api("GET", "/v1.50/containers/busy/stats?stream=false", None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["name"], "/busy", "{v}");
+    assert_eq!(v["read"], "0001-01-01T00:00:00Z", "{v}");
+    assert_eq!(v["cpu_stats"]["cpu_usage"]["total_usage"], 0, "{v}");
+    assert_eq!(v["memory_stats"], serde_json::json!({}), "{v}");
+    assert_eq!(v["pids_stats"], serde_json::json!({}), "{v}");
+    // dockerd refuses a one-shot stream.
+    let r = s.api("GET", "/v1.50/containers/busy/stats?one-shot=1", None);
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(
+        r.body.contains("cannot have stream=true and one-shot=true"),
+        "{}",
+        r.body
+    );
 }
 
 /// Reads `n` JSON lines of a streaming response, then drops the connection.

@@ -10,6 +10,7 @@ use axum::Json;
 use serde_json::{json, Value};
 
 use crate::daemon::logs::{parse_timestamp, LogOptions};
+use crate::daemon::stats::{Sample, StatsResponse};
 use crate::daemon::{events, Daemon};
 use crate::error::{ApiError, Result};
 use crate::types::CreateRequest;
@@ -364,7 +365,10 @@ pub(super) async fn top(
     Ok(Json(json!({"Titles": titles, "Processes": procs})))
 }
 
-/// `GET /containers/{id}/stats` from the v1 cgroup files.
+/// `GET /containers/{id}/stats`: a reading a second (`stream`, the default), or one reading:
+/// with `stream=false` a second after a first one (so that `precpu_stats` means something), with
+/// `one-shot` at once. The cgroup counters come from containerd's Tasks.Metrics
+/// ([`crate::daemon::stats`]). A container that is not running answers dockerd's empty reading.
 pub(super) async fn stats(
     State(d): State<Arc<Daemon>>,
     Path(id): Path<String>,
@@ -377,17 +381,48 @@ pub(super) async fn stats(
         .map(|v| v.trim().to_ascii_lowercase())
         .is_none_or(|v| v.is_empty() || !matches!(v.as_str(), "0" | "no" | "false" | "none"));
     let one_shot = qbool(&q, "one-shot");
-    let parent = d.config.cgroup_parent.clone();
+    if stream && one_shot {
+        return Err(ApiError::invalid(
+            "cannot have stream=true and one-shot=true",
+        ));
+    }
+    let rec = c.record();
+    let (name, cid) = (rec.name, rec.id);
+    let json_line = move |cur: &Sample, prev: &Sample| {
+        let mut line = serde_json::to_vec(&StatsResponse::new(&name, &cid, cur, prev))
+            .map_err(std::io::Error::other)?;
+        line.push(b'\n');
+        Ok::<_, std::io::Error>(Bytes::from(line))
+    };
+    // The first reading is taken before the answer starts: a failing containerd call is the
+    // request's error status.
+    let first = d.stats_sample(&c).await?;
+    let state = c.state();
+    if !stream && (!state.running || state.restarting) {
+        // dockerd answers a container that is not running at once, with no second reading.
+        let empty = Sample::empty();
+        let body = Body::from_stream(futures::stream::once(
+            async move { json_line(&empty, &empty) },
+        ));
+        return Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response());
+    }
     let (tx, rx) = tokio::sync::mpsc::channel::<std::result::Result<Bytes, std::io::Error>>(4);
     tokio::spawn(async move {
-        let mut prev = crate::api::containers::sample(&parent, &c);
+        let mut prev = first;
         if !one_shot {
             tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
         loop {
-            let cur = sample(&parent, &c);
-            let v = stats_json(&c, &cur, &prev);
-            if tx.send(Ok(Bytes::from(format!("{v}\n")))).await.is_err() || !stream {
+            let cur = match d.stats_sample(&c).await {
+                Ok(s) => s,
+                Err(e) => {
+                    // dockerd's collector: log it and publish an empty reading.
+                    tracing::warn!(container_id = %c.id, error = %e, "container stats");
+                    Sample::empty()
+                }
+            };
+            let line = json_line(&cur, &prev);
+            if tx.send(line).await.is_err() || !stream {
                 return;
             }
             prev = cur;
@@ -396,122 +431,6 @@ pub(super) async fn stats(
     });
     let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
-}
-
-#[derive(Default, Clone)]
-pub(super) struct Sample {
-    read: String,
-    cpu_total: u64,
-    system: u64,
-    mem_usage: u64,
-    mem_limit: u64,
-    mem_cache: u64,
-    pids: u64,
-    blk_read: u64,
-    blk_write: u64,
-    net: (u64, u64),
-}
-
-fn read_u64(p: &str) -> u64 {
-    std::fs::read_to_string(p)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
-}
-
-pub(super) fn sample(parent: &str, c: &crate::daemon::Ctr) -> Sample {
-    let id = &c.id;
-    let cg = |ctl: &str, f: &str| format!("/sys/fs/cgroup/{ctl}/{parent}/{id}/{f}");
-    let system = std::fs::read_to_string("/proc/stat")
-        .ok()
-        .and_then(|s| {
-            let l = s.lines().next()?.to_string();
-            Some(
-                l.split_whitespace()
-                    .skip(1)
-                    .filter_map(|v| v.parse::<u64>().ok())
-                    .sum::<u64>()
-                    * 10_000_000,
-            )
-        })
-        .unwrap_or(0);
-    let mut cache = 0;
-    if let Ok(s) = std::fs::read_to_string(cg("memory", "memory.stat")) {
-        for l in s.lines() {
-            if let Some(v) = l.strip_prefix("total_inactive_file ") {
-                cache = v.trim().parse().unwrap_or(0);
-            }
-        }
-    }
-    let (mut r, mut w) = (0, 0);
-    if let Ok(s) = std::fs::read_to_string(cg("blkio", "blkio.throttle.io_service_bytes")) {
-        for l in s.lines() {
-            let f: Vec<&str> = l.split_whitespace().collect();
-            if f.len() == 3 {
-                match f[1] {
-                    "Read" => r += f[2].parse::<u64>().unwrap_or(0),
-                    "Write" => w += f[2].parse::<u64>().unwrap_or(0),
-                    _ => {}
-                }
-            }
-        }
-    }
-    let pid = c.state().pid;
-    let mut net = (0, 0);
-    if pid > 0 {
-        if let Ok(s) = std::fs::read_to_string(format!("/proc/{pid}/net/dev")) {
-            for l in s.lines().skip(2) {
-                let Some((ifname, rest)) = l.split_once(':') else {
-                    continue;
-                };
-                if ifname.trim() == "lo" {
-                    continue;
-                }
-                let f: Vec<u64> = rest
-                    .split_whitespace()
-                    .filter_map(|v| v.parse().ok())
-                    .collect();
-                if f.len() >= 9 {
-                    net.0 += f[0];
-                    net.1 += f[8];
-                }
-            }
-        }
-    }
-    Sample {
-        read: crate::types::now_rfc3339(),
-        cpu_total: read_u64(&cg("cpuacct", "cpuacct.usage")),
-        system,
-        mem_usage: read_u64(&cg("memory", "memory.usage_in_bytes")),
-        mem_limit: read_u64(&cg("memory", "memory.limit_in_bytes")),
-        mem_cache: cache,
-        pids: read_u64(&cg("pids", "pids.current")),
-        blk_read: r,
-        blk_write: w,
-        net,
-    }
-}
-
-fn stats_json(c: &crate::daemon::Ctr, cur: &Sample, prev: &Sample) -> Value {
-    let ncpu = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1);
-    let rec = c.record();
-    json!({
-        "read": cur.read, "preread": prev.read, "name": rec.name, "id": rec.id,
-        "num_procs": 0,
-        "pids_stats": {"current": cur.pids},
-        "cpu_stats": {"cpu_usage": {"total_usage": cur.cpu_total, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
-            "system_cpu_usage": cur.system, "online_cpus": ncpu, "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
-        "precpu_stats": {"cpu_usage": {"total_usage": prev.cpu_total, "usage_in_kernelmode": 0, "usage_in_usermode": 0},
-            "system_cpu_usage": prev.system, "online_cpus": ncpu, "throttling_data": {"periods": 0, "throttled_periods": 0, "throttled_time": 0}},
-        "memory_stats": {"usage": cur.mem_usage, "limit": cur.mem_limit.min(i64::MAX as u64), "stats": {"total_inactive_file": cur.mem_cache}},
-        "blkio_stats": {"io_service_bytes_recursive": [
-            {"major": 0, "minor": 0, "op": "read", "value": cur.blk_read},
-            {"major": 0, "minor": 0, "op": "write", "value": cur.blk_write}]},
-        "networks": {"eth0": {"rx_bytes": cur.net.0, "tx_bytes": cur.net.1, "rx_packets": 0, "tx_packets": 0,
-            "rx_errors": 0, "tx_errors": 0, "rx_dropped": 0, "tx_dropped": 0}},
-    })
 }
 
 /// `POST /containers/{id}/update`.

@@ -10,6 +10,7 @@ pub mod health;
 mod lifecycle;
 pub mod logs;
 mod restart;
+pub mod stats;
 pub mod stdio;
 mod update;
 

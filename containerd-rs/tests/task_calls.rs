@@ -334,6 +334,22 @@ async fn task_calls_on_a_running_container() {
         .await
         .expect("close io");
     drop(writer);
+    assert_eq!(
+        exit_then_delete(&mut tasks, ns, id, "init exits after CloseIO").await,
+        0
+    );
+    wait_for("the last line", Duration::from_secs(5), || {
+        read(&out).contains("stdin-closed")
+    });
+}
+
+/// Waits (up to 20 s) for the init of `id` to exit, deletes the task, returns the exit status.
+async fn exit_then_delete(
+    tasks: &mut TasksClient<tonic::transport::Channel>,
+    ns: &str,
+    id: &str,
+    what: &str,
+) -> u32 {
     let exit = tokio::time::timeout(
         Duration::from_secs(20),
         tasks.wait(req(
@@ -345,13 +361,9 @@ async fn task_calls_on_a_running_container() {
         )),
     )
     .await
-    .expect("init exits after CloseIO")
+    .unwrap_or_else(|_| panic!("timed out: {what}"))
     .expect("wait")
     .into_inner();
-    assert_eq!(exit.exit_status, 0);
-    wait_for("the last line", Duration::from_secs(5), || {
-        read(&out).contains("stdin-closed")
-    });
     tasks
         .delete(req(
             ns,
@@ -361,6 +373,7 @@ async fn task_calls_on_a_running_container() {
         ))
         .await
         .expect("delete");
+    exit.exit_status
 }
 
 /// Creates the container and its task with stdin from `stdin` and stdout/stderr to `out`.
@@ -443,33 +456,11 @@ async fn resize_pty_reaches_the_container_s_terminal() {
         ))
         .await
         .expect("resize pty");
-    let exit = tokio::time::timeout(
-        Duration::from_secs(20),
-        tasks.wait(req(
-            ns,
-            tpb::WaitRequest {
-                container_id: id.into(),
-                exec_id: String::new(),
-            },
-        )),
-    )
-    .await
-    .expect("the task sees its new size and exits")
-    .expect("wait")
-    .into_inner();
-    assert_eq!(exit.exit_status, 0);
+    let status = exit_then_delete(&mut tasks, ns, id, "the task sees its new size").await;
+    assert_eq!(status, 0);
     wait_for("the terminal's output", Duration::from_secs(5), || {
         read(&out).contains("resized-to-40x100")
     });
-    tasks
-        .delete(req(
-            ns,
-            tpb::DeleteTaskRequest {
-                container_id: id.into(),
-            },
-        ))
-        .await
-        .expect("delete");
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -360,10 +360,11 @@ async fn exit_then_delete(
             },
         )),
     )
-    .await
-    .unwrap_or_else(|_| panic!("timed out: {what}"))
-    .expect("wait")
-    .into_inner();
+    .await;
+    let Ok(exit) = exit else {
+        panic!("timed out: {what}");
+    };
+    let exit = exit.expect("wait").into_inner();
     tasks
         .delete(req(
             ns,

@@ -7,6 +7,20 @@
 
 use std::fmt;
 
+/// gRPC status codes, with the numbers of `google.rpc.Code` (for servers that write the
+/// `grpc-status` trailer themselves, as the shim does).
+pub mod code {
+    pub const OK: i32 = 0;
+    pub const INVALID_ARGUMENT: i32 = 3;
+    pub const NOT_FOUND: i32 = 5;
+    pub const ALREADY_EXISTS: i32 = 6;
+    pub const RESOURCE_EXHAUSTED: i32 = 8;
+    pub const FAILED_PRECONDITION: i32 = 9;
+    pub const UNIMPLEMENTED: i32 = 12;
+    pub const INTERNAL: i32 = 13;
+    pub const UNAVAILABLE: i32 = 14;
+}
+
 /// What went wrong, in the terms a client can act on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Kind {
@@ -66,13 +80,13 @@ impl Error {
     /// server both take it from here.
     pub fn grpc_code(&self) -> i32 {
         match self.kind {
-            Kind::NotFound => 5,
-            Kind::AlreadyExists => 6,
-            Kind::InvalidArgument => 3,
-            Kind::Conflict | Kind::FailedPrecondition => 9,
-            Kind::Unavailable => 14,
-            Kind::NotImplemented => 12,
-            Kind::Internal => 13,
+            Kind::NotFound => code::NOT_FOUND,
+            Kind::AlreadyExists => code::ALREADY_EXISTS,
+            Kind::InvalidArgument => code::INVALID_ARGUMENT,
+            Kind::Conflict | Kind::FailedPrecondition => code::FAILED_PRECONDITION,
+            Kind::Unavailable => code::UNAVAILABLE,
+            Kind::NotImplemented => code::UNIMPLEMENTED,
+            Kind::Internal => code::INTERNAL,
         }
     }
 

@@ -246,13 +246,11 @@ async fn attempt(
     event: &Event,
 ) -> Result<(), PublishError> {
     let result = tokio::time::timeout(ATTEMPT, async {
-        if conn.is_none() {
-            *conn = Some(connect(address).await?);
-        }
-        match conn.as_ref() {
-            Some(send) => publish(send, namespace, event).await,
-            None => Err(PublishError::NoStatus),
-        }
+        let send = match conn {
+            Some(send) => send.clone(),
+            None => conn.insert(connect(address).await?).clone(),
+        };
+        publish(&send, namespace, event).await
     })
     .await
     .unwrap_or(Err(PublishError::Timeout));

@@ -22,13 +22,7 @@ const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 const GRPC_MESSAGE: HeaderName = HeaderName::from_static("grpc-message");
 
 /// Status codes, with the numbers of `google.rpc.Code`.
-pub(crate) mod code {
-    pub(crate) const OK: i32 = 0;
-    pub(crate) const INVALID_ARGUMENT: i32 = 3;
-    pub(crate) const RESOURCE_EXHAUSTED: i32 = 8;
-    pub(crate) const UNIMPLEMENTED: i32 = 12;
-    pub(crate) const INTERNAL: i32 = 13;
-}
+pub(crate) use errdefs::code;
 
 /// A gRPC status: its code and a message for the client.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -70,18 +70,6 @@ pub(super) async fn version(State(d): State<Arc<Daemon>>) -> Json<Value> {
     }))
 }
 
-fn mem_total() -> i64 {
-    std::fs::read_to_string("/proc/meminfo")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("MemTotal:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<i64>().ok())
-        })
-        .map(|kb| kb * 1024)
-        .unwrap_or(0)
-}
-
 fn os_name() -> String {
     std::fs::read_to_string("/etc/os-release")
         .ok()
@@ -144,7 +132,7 @@ pub(super) async fn info(State(d): State<Arc<Daemon>>) -> Result<Json<Value>> {
         "IndexServerAddress": "https://index.docker.io/v1/",
         "RegistryConfig": {"IndexConfigs": {}, "InsecureRegistryCIDRs": [], "Mirrors": []},
         "NCPU": std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
-        "MemTotal": mem_total(),
+        "MemTotal": crate::daemon::stats::machine_memory(),
         "GenericResources": null,
         "DockerRootDir": d.config.data_root,
         "HttpProxy": "",

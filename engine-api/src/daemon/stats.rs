@@ -433,8 +433,9 @@ pub fn parse_mem_total(text: &str) -> u64 {
         .map_or(0, |kb| kb.saturating_mul(1024))
 }
 
-/// The host's memory, read once as dockerd reads its `machineMemory` at start.
-fn machine_memory() -> u64 {
+/// The host's memory, read once as dockerd reads its `machineMemory` at start (also `docker
+/// info`'s MemTotal).
+pub fn machine_memory() -> u64 {
     static MEM: OnceLock<u64> = OnceLock::new();
     *MEM.get_or_init(|| {
         std::fs::read_to_string("/proc/meminfo")
